@@ -23,7 +23,10 @@ pub struct StandardClaims {
 
 impl StandardClaims {
     /// The claims released for the granted scopes (OIDC Core §5.4): `profile` → name claims, `email` → email.
-    pub fn released_for<'a>(&self, scopes: impl IntoIterator<Item = &'a str>) -> serde_json::Map<String, serde_json::Value> {
+    pub fn released_for<'a>(
+        &self,
+        scopes: impl IntoIterator<Item = &'a str>,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
         let mut put = |key: &str, value: Option<serde_json::Value>| {
             if let Some(value) = value {
@@ -91,5 +94,113 @@ mod tests {
         let email = claims.released_for(["email"]);
         assert_eq!(email.get("email").unwrap(), "alice@example.com");
         assert_eq!(email.get("email_verified").unwrap(), true);
+    }
+}
+
+/// `aud`: one string or an array (RFC 7519 §4.1.3). Serialises a single audience as a string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn from_list(mut list: Vec<String>) -> Self {
+        if list.len() == 1 { Self::One(list.remove(0)) } else { Self::Many(list) }
+    }
+
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Self::One(a) => a == audience,
+            Self::Many(list) => list.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// Confirmation claim (RFC 7800); `jkt` binds a token to a DPoP key (RFC 9449 §6.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+/// JWT access token claims (RFC 9068 §2.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+impl AccessTokenClaims {
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty())
+    }
+}
+
+/// ID token claims (OIDC Core §2), plus the standard claims released for the granted scopes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azp: Option<String>,
+    #[serde(flatten)]
+    pub profile: serde_json::Map<String, serde_json::Value>,
+}
+
+/// JOSE `typ` of a JWT access token (RFC 9068 §2.1). Compared case-insensitively, `application/` optional.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// True when a JOSE `typ` names the media type `expected` (RFC 7515 §4.1.9: `application/` may be omitted and
+/// media types compare case-insensitively).
+pub fn typ_matches(typ: Option<&str>, expected: &str) -> bool {
+    let Some(typ) = typ else { return false };
+    let typ = typ.to_ascii_lowercase();
+    typ == expected || typ.strip_prefix("application/") == Some(expected)
+}
+
+#[cfg(test)]
+mod token_claim_tests {
+    use super::*;
+
+    #[test]
+    fn audience_serialises_one_as_string() {
+        assert_eq!(serde_json::to_value(Audience::from_list(vec!["a".into()])).unwrap(), "a");
+        assert_eq!(
+            serde_json::to_value(Audience::from_list(vec!["a".into(), "b".into()])).unwrap(),
+            serde_json::json!(["a", "b"])
+        );
+        let parsed: Audience = serde_json::from_value(serde_json::json!(["x", "y"])).unwrap();
+        assert!(parsed.contains("y") && !parsed.contains("z"));
+    }
+
+    #[test]
+    fn typ_matching() {
+        assert!(typ_matches(Some("at+jwt"), ACCESS_TOKEN_TYP));
+        assert!(typ_matches(Some("application/AT+JWT"), ACCESS_TOKEN_TYP));
+        assert!(!typ_matches(Some("JWT"), ACCESS_TOKEN_TYP));
+        assert!(!typ_matches(None, ACCESS_TOKEN_TYP));
     }
 }

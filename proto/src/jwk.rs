@@ -56,7 +56,13 @@ pub enum JwkError {
 impl Jwk {
     /// An EC public key from its affine coordinates.
     pub fn ec(crv: &str, x: &[u8], y: &[u8]) -> Self {
-        Self { kty: "EC".into(), crv: Some(crv.into()), x: Some(b64::encode(x)), y: Some(b64::encode(y)), ..Self::empty() }
+        Self {
+            kty: "EC".into(),
+            crv: Some(crv.into()),
+            x: Some(b64::encode(x)),
+            y: Some(b64::encode(y)),
+            ..Self::empty()
+        }
     }
 
     /// An RSA public key from its big-endian modulus and exponent.

@@ -231,16 +231,26 @@ pub trait GrantStore: Send + Sync {
     /// Looks a refresh token up with its grant, for the protocol checks that precede rotation.
     async fn refresh(&self, token_hash: &[u8]) -> StoreResult<Option<(RefreshRecord, GrantRecord)>>;
     /// Atomically supersedes `old_hash` by `new` (same grant). A token superseded within the last `grace`
-    /// seconds may be rotated again; one superseded earlier revokes the grant (`ReuseDetected`).
-    async fn rotate_refresh(&self, old_hash: &[u8], new: RefreshRecord, now: Epoch, grace: i64)
-    -> StoreResult<RotateOutcome>;
+    /// seconds (strictly less) may be rotated again; one superseded earlier revokes the grant (`ReuseDetected`).
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new: RefreshRecord,
+        now: Epoch,
+        grace: i64,
+    ) -> StoreResult<RotateOutcome>;
     /// Records an access token issued under a grant, so revoking the grant revokes it.
     async fn record_access_token(&self, jti: &str, grant_id: &str, expires_at: Epoch) -> StoreResult<()>;
     /// True when the access token's grant is revoked.
     async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool>;
     /// Spends a single-use identifier within a namespace until `expires_at`.
-    async fn consume_jti(&self, namespace: &str, jti: &str, expires_at: Epoch, now: Epoch)
-    -> StoreResult<ReplayOutcome>;
+    async fn consume_jti(
+        &self,
+        namespace: &str,
+        jti: &str,
+        expires_at: Epoch,
+        now: Epoch,
+    ) -> StoreResult<ReplayOutcome>;
     /// Deletes expired codes, refresh tokens, access-token records, jtis and grants. Returns rows removed.
     async fn purge_expired(&self, now: Epoch) -> StoreResult<u64>;
 }

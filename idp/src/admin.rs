@@ -1,0 +1,212 @@
+//! Administration of users, clients and signing keys: what the CLI (`gatehouse users|clients|keys`) and the
+//! start-up seeding from the configuration file call. Safe while a server runs on the same store.
+
+use gatehouse_proto::claims::StandardClaims;
+use gatehouse_proto::vocab::{ClientAuthMethod, GrantType};
+use gatehouse_proto::{Secret, b64};
+use sha2::{Digest, Sha256};
+
+use crate::keys;
+use crate::password;
+use crate::settings::{MasterKey, SeedClient, SeedPassword, SeedUser};
+use crate::store::{ClientRecord, Epoch, SigningKeyRecord, Store, StoreError, UserRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+/// Adds a user (or replaces the password and claims of an existing one with that username).
+pub async fn add_user(
+    store: &Store,
+    username: &str,
+    password: &Secret,
+    claims: StandardClaims,
+    now: Epoch,
+) -> Result<UserRecord, AdminError> {
+    let phc = password::hash(password).map_err(AdminError::Invalid)?;
+    put_user(store, username, phc, claims, now).await
+}
+
+async fn put_user(
+    store: &Store,
+    username: &str,
+    password_hash: String,
+    claims: StandardClaims,
+    now: Epoch,
+) -> Result<UserRecord, AdminError> {
+    check_username(username)?;
+    let record = UserRecord { sub: new_id(), username: username.to_owned(), password_hash, claims, created_at: now };
+    Ok(store.users.upsert_user(record).await?)
+}
+
+fn check_username(username: &str) -> Result<(), AdminError> {
+    let ok = !username.is_empty()
+        && username.len() <= 128
+        && username.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "username {username:?} must be 1-128 characters of letters, digits and . _ - @ +"
+        )))
+    }
+}
+
+pub async fn list_users(store: &Store) -> Result<Vec<UserRecord>, AdminError> {
+    Ok(store.users.list_users().await?)
+}
+
+pub async fn remove_user(store: &Store, username: &str) -> Result<bool, AdminError> {
+    Ok(store.users.remove_user(username).await?)
+}
+
+/// Registers a client. For `client_secret_basic`/`client_secret_post` a secret with 256 bits of entropy is
+/// generated and returned once; only its digest is stored.
+pub async fn add_client(store: &Store, mut client: ClientRecord) -> Result<Option<Secret>, AdminError> {
+    let problems = check_client(&client);
+    if !problems.is_empty() {
+        return Err(AdminError::Invalid(problems.join("; ")));
+    }
+    let secret = match client.auth_method {
+        ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => Some(generate_client_secret()),
+        ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::None => None,
+    };
+    client.secret_sha256 = secret.as_ref().map(secret_digest);
+    store.clients.upsert_client(client).await?;
+    Ok(secret)
+}
+
+pub async fn list_clients(store: &Store) -> Result<Vec<ClientRecord>, AdminError> {
+    Ok(store.clients.list_clients().await?)
+}
+
+pub async fn remove_client(store: &Store, client_id: &str) -> Result<bool, AdminError> {
+    Ok(store.clients.remove_client(client_id).await?)
+}
+
+/// A new client secret: 32 random bytes, base64url (43 characters, 256 bits of entropy).
+pub fn generate_client_secret() -> Secret {
+    Secret::new(b64::encode(crate::random::bytes::<32>()))
+}
+
+/// The stored form of a client secret: base64url(SHA-256(secret)). A fast hash is right here: the secret has
+/// 256 bits of entropy, so no dictionary applies, and a slow hash would cap the token endpoint.
+pub fn secret_digest(secret: &Secret) -> String {
+    b64::encode(Sha256::digest(secret.expose().as_bytes()))
+}
+
+/// Every problem with a client registration, each naming its field. Empty when valid.
+pub fn check_client(client: &ClientRecord) -> Vec<String> {
+    let mut problems = Vec::new();
+    if client.client_id.is_empty()
+        || client.client_id.len() > 128
+        || !client.client_id.chars().all(|c| c.is_ascii_graphic() && c != ':')
+    {
+        problems.push("client_id: 1-128 printable ASCII characters without ':'".to_owned());
+    }
+    if client.grant_types.is_empty() {
+        problems.push("grant_types: at least one grant type".to_owned());
+    }
+    let uses_code = client.grant_types.contains(&GrantType::AuthorizationCode);
+    if uses_code && client.redirect_uris.is_empty() {
+        problems.push("redirect_uris: required for the authorization_code grant".to_owned());
+    }
+    for uri in client.redirect_uris.iter().chain(&client.post_logout_redirect_uris) {
+        if let Err(why) = check_redirect_uri(uri) {
+            problems.push(format!("redirect URI {uri:?}: {why}"));
+        }
+    }
+    if client.auth_method == ClientAuthMethod::None && client.grant_types.contains(&GrantType::ClientCredentials) {
+        problems.push("grant_types: a public client (auth_method = \"none\") cannot use client_credentials".into());
+    }
+    if client.auth_method == ClientAuthMethod::PrivateKeyJwt && client.jwks.as_ref().is_none_or(|s| s.keys.is_empty()) {
+        problems.push("jwks: private_key_jwt needs at least one public key".to_owned());
+    }
+    if let Some(jwks) = &client.jwks
+        && jwks.keys.iter().any(|k| !k.is_public())
+    {
+        problems.push("jwks: contains private key material; register public keys only".to_owned());
+    }
+    if let Some(uri) = &client.backchannel_logout_uri
+        && let Err(why) = check_redirect_uri(uri)
+    {
+        problems.push(format!("backchannel_logout_uri: {why}"));
+    }
+    if !client.scopes.iter().all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'))
+    {
+        problems.push("scopes: each scope is a non-empty token of printable ASCII (RFC 6749 §3.3)".to_owned());
+    }
+    problems
+}
+
+/// A registrable redirect URI: absolute, no fragment (RFC 6749 §3.1.2), http(s) only — `https`, or `http` on
+/// loopback for development and native apps (RFC 8252 §7.3).
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let url = url::Url::parse(uri).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if url.fragment().is_some() {
+        return Err("must not contain a fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user information".into());
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => Ok(()),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Ok(()),
+            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Ok(()),
+            _ => Err("http is allowed only on loopback hosts".into()),
+        },
+        other => Err(format!("scheme {other} is not allowed")),
+    }
+}
+
+/// Seeds users and clients declared in the configuration file. Existing records with the same username or
+/// client_id are updated, so the file stays the source of truth for what it declares.
+pub async fn seed(store: &Store, users: &[SeedUser], clients: &[SeedClient], now: Epoch) -> Result<(), AdminError> {
+    for user in users {
+        let existing = store.users.user_by_username(&user.username).await?;
+        let phc = match &user.password {
+            SeedPassword::Hash(phc) => phc.clone(),
+            // Keep the stored hash when the configured password still matches: avoids re-hashing at every start.
+            SeedPassword::Plain(secret) => match &existing {
+                Some(e) if password::verify(secret, Some(&e.password_hash)) => e.password_hash.clone(),
+                _ => password::hash(secret).map_err(AdminError::Invalid)?,
+            },
+        };
+        if existing.as_ref().is_some_and(|e| e.password_hash == phc && e.claims == user.claims) {
+            continue;
+        }
+        put_user(store, &user.username, phc, user.claims.clone(), now).await?;
+    }
+    for client in clients {
+        let problems = check_client(&client.record);
+        if !problems.is_empty() {
+            return Err(AdminError::Invalid(format!("client {}: {}", client.record.client_id, problems.join("; "))));
+        }
+        let mut record = client.record.clone();
+        record.secret_sha256 = client.secret.as_ref().map(secret_digest);
+        record.source = "config".into();
+        store.clients.upsert_client(record).await?;
+    }
+    Ok(())
+}
+
+pub async fn list_keys(store: &Store) -> Result<Vec<SigningKeyRecord>, AdminError> {
+    Ok(store.keys.list_keys().await?)
+}
+
+/// Forces a rotation: new keys for every algorithm become active now, the previous ones are retired (still
+/// published, so tokens they signed keep verifying). Returns the new key ids.
+pub async fn rotate_keys(store: &Store, master_key: &MasterKey, now: Epoch) -> Result<Vec<String>, AdminError> {
+    keys::rotate_now(store, master_key, now).await.map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+/// A random identifier (128 bits, base64url) for `sub`, grant ids and session ids.
+pub fn new_id() -> String {
+    b64::encode(crate::random::bytes::<16>())
+}

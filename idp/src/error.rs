@@ -1,0 +1,149 @@
+//! OAuth 2.0 / OpenID Connect error codes and the one place they are rendered as JSON (RFC 6749 §5.2) with
+//! `Cache-Control: no-store` and, where required, `WWW-Authenticate`.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Error codes this server returns (RFC 6749 §4.1.2.1, §5.2; RFC 6750 §3.1; OIDC Core §3.1.2.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    LoginRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    InvalidToken,
+    InsufficientScope,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::AccessDenied => "access_denied",
+            Self::LoginRequired => "login_required",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// The HTTP status for this error at the token-style endpoints.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidClient | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidRequest
+            | Self::InvalidGrant
+            | Self::UnauthorizedClient
+            | Self::UnsupportedGrantType
+            | Self::UnsupportedResponseType
+            | Self::InvalidScope
+            | Self::AccessDenied
+            | Self::LoginRequired
+            | Self::RequestNotSupported
+            | Self::RequestUriNotSupported => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An error answered to the client. `description` is for developers, never contains secrets or internals, and
+/// only uses RFC 6749 Appendix A characters (no CR/LF/TAB, no `"` or `\`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: &'static str,
+    /// `WWW-Authenticate` challenge to add (e.g. `Basic realm="gatehouse"` for invalid_client via Basic).
+    pub challenge: Option<Challenge>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer,
+}
+
+impl OAuthError {
+    pub const fn new(code: ErrorCode, description: &'static str) -> Self {
+        Self { code, description, challenge: None }
+    }
+
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    pub fn server_error() -> Self {
+        Self::new(ErrorCode::ServerError, "the server could not complete the request")
+    }
+}
+
+/// Standard headers for every token-style JSON answer (RFC 6749 §5.1): no caching.
+pub fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.code.as_str(), "error_description": self.description});
+        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        no_store(headers);
+        match self.challenge {
+            Some(Challenge::Basic) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"gatehouse\""));
+            }
+            Some(Challenge::Bearer) => {
+                // RFC 6750 §3: the error code in the challenge; no description to keep the header simple.
+                let value = format!("Bearer error=\"{}\"", self.code.as_str());
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            None => {}
+        }
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "store failure");
+        Self::new(ErrorCode::TemporarilyUnavailable, "the server is temporarily unable to handle the request")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_json_no_store() {
+        let response = OAuthError::new(ErrorCode::InvalidGrant, "x").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let response = OAuthError::new(ErrorCode::InvalidClient, "x").with_challenge(Challenge::Basic).into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

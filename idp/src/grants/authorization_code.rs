@@ -1,0 +1,63 @@
+//! The authorization code grant at the token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.6): one use only, bound
+//! to client, redirect URI and PKCE verifier; a second use revokes everything the code issued (§4.1.2).
+
+use gatehouse_proto::pkce::{CodeChallenge, CodeVerifier};
+
+use super::TokenResponse;
+use crate::error::{ErrorCode, OAuthError};
+use crate::params::Params;
+use crate::scope::Scopes;
+use crate::server::Inner;
+use crate::store::{ClientRecord, CodeOutcome, Epoch};
+use crate::tokens;
+
+const INVALID_GRANT: OAuthError = OAuthError::new(ErrorCode::InvalidGrant, "the authorization code is invalid");
+
+pub async fn exchange(
+    state: &Inner,
+    client: &ClientRecord,
+    params: &Params,
+    now: Epoch,
+) -> Result<TokenResponse, OAuthError> {
+    let code = params.get("code").ok_or(OAuthError::new(ErrorCode::InvalidRequest, "code is required"))?;
+    let redirect_uri =
+        params.get("redirect_uri").ok_or(OAuthError::new(ErrorCode::InvalidRequest, "redirect_uri is required"))?;
+    // RFC 7636 §4.5: the verifier is required; a syntactically invalid one can never match.
+    let verifier =
+        params.get("code_verifier").ok_or(OAuthError::new(ErrorCode::InvalidGrant, "code_verifier is required"))?;
+    let verifier = CodeVerifier::parse(verifier)
+        .map_err(|_| OAuthError::new(ErrorCode::InvalidGrant, "code_verifier is malformed"))?;
+    if code.len() > 512 {
+        return Err(INVALID_GRANT);
+    }
+    let (record, grant) = match state.store.grants.consume_code(&tokens::digest(code), now).await? {
+        CodeOutcome::Consumed(record, grant) => (record, grant),
+        CodeOutcome::AlreadyUsed(record) => {
+            // RFC 6749 §4.1.2 / RFC 9700 §4.2.4: revoke the tokens issued from this code.
+            state.store.grants.revoke_grant(&record.grant_id, now).await?;
+            tracing::warn!(client_id = %record.client_id, "authorization code reused: grant revoked");
+            return Err(INVALID_GRANT);
+        }
+        CodeOutcome::Missing => return Err(INVALID_GRANT),
+    };
+    // RFC 6749 §4.1.3: issued to this client, for this redirect URI (exact match).
+    if record.client_id != client.client_id || record.redirect_uri != redirect_uri {
+        return Err(INVALID_GRANT);
+    }
+    // RFC 7636 §4.6: S256(verifier) == challenge.
+    if !CodeChallenge::from_stored(record.code_challenge.clone()).verify(&verifier) {
+        return Err(OAuthError::new(ErrorCode::InvalidGrant, "PKCE verification failed"));
+    }
+    if grant.revoked_at.is_some() {
+        return Err(INVALID_GRANT);
+    }
+    let scope = Scopes::from_stored(&grant.scope);
+    let refresh_token = if super::wants_refresh_token(client, &scope) {
+        let (value, refresh) = super::new_refresh(state, &grant, &scope, now);
+        state.store.grants.insert_refresh(refresh).await?;
+        Some(value)
+    } else {
+        None
+    };
+    super::user_tokens(state, client, &grant, &scope, record.nonce.clone(), refresh_token, now).await
+}

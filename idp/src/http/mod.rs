@@ -1,0 +1,8 @@
+//! HTTP handlers: extract → call the protocol code → do I/O → render. No protocol decisions here.
+
+pub mod authorize;
+pub mod cookies;
+pub mod discovery;
+pub mod pages;
+pub mod token;
+pub mod userinfo;
