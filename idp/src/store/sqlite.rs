@@ -1,90 +1,105 @@
-//! The embedded SQLite back-end of every token-service store (the default). WAL mode with a busy timeout, so
-//! the CLI and a running server share the file safely. Single-use things are consumed with one conditional
-//! `UPDATE … RETURNING` or inside a `BEGIN IMMEDIATE` transaction, so they stay atomic with many connections.
+//! The embedded SQLite back-end of every token-service store (the default): `sqlite://PATH` or
+//! `sqlite::memory:`. Schema in `idp/migrations/sqlite`, applied when the store opens.
+//!
+//! A file database runs in WAL mode with `synchronous=NORMAL`, `foreign_keys=ON` and a 5 s busy timeout, so the
+//! CLI and a running server share it safely. Single-use things stay atomic with many connections (and many
+//! processes): a code is spent by one conditional `UPDATE … RETURNING`, a `jti` by one conditional upsert, and a
+//! refresh token is rotated inside a `BEGIN IMMEDIATE` transaction, which takes the write lock before reading.
+//! A row that fails to decode is a `StoreError`, never a panic.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_proto::vocab::SigningAlg;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::*;
+use super::{
+    ClientRecord, ClientStore, CodeOutcome, CodeRecord, Epoch, GrantRecord, GrantStore, IdpSessionRecord, KeyState,
+    KeyStore, RefreshRecord, ReplayOutcome, RotateOutcome, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    UserRecord, UserStore,
+};
 
+/// How long a connection waits for another writer (this process or another) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections to a file database; SQLite serialises writers, WAL lets readers run beside them.
+const FILE_CONNECTIONS: u32 = 8;
+
+/// Every store trait on one SQLite database.
 pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn err(error: impl std::fmt::Display) -> StoreError {
-    StoreError(error.to_string())
-}
-
 impl SqliteStore {
-    /// Opens `sqlite://PATH` (creating the file and its directory) or `sqlite::memory:`, and migrates.
+    /// Opens `sqlite://PATH` (creating the file and its parent directory when missing) or `sqlite::memory:`, then
+    /// applies the migrations.
+    ///
+    /// An in-memory database lives as long as its connection, so it gets exactly one connection that is never
+    /// closed for idleness or age; callers queue for it, which also makes it trivially serial.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let memory = url.contains(":memory:");
+        let memory = is_memory(url);
         let mut options = SqliteConnectOptions::from_str(url)
-            .map_err(err)?
+            .map_err(failed("parse store URL"))?
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        if !memory {
-            let path = options.get_filename().to_owned();
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| err(format!("creating {}: {e}", parent.display())))?;
-            }
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = if memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+                .map_err(failed("open in-memory database"))?
+        } else {
+            create_parent_directory(options.get_filename())?;
             options = options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
-        }
-        // An in-memory database lives in one connection: keep exactly one, forever.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if memory { 1 } else { 8 })
-            .min_connections(if memory { 1 } else { 0 })
-            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) })
-            .connect_with(options)
-            .await
-            .map_err(err)?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(err)?;
+            SqlitePoolOptions::new()
+                .max_connections(FILE_CONNECTIONS)
+                .connect_with(options)
+                .await
+                .map_err(failed("open database file"))?
+        };
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(failed("migrate"))?;
         Ok(Self { pool })
     }
 }
 
-fn user_from(row: &SqliteRow) -> StoreResult<UserRecord> {
-    let claims: String = row.try_get("claims").map_err(err)?;
-    Ok(UserRecord {
-        sub: row.try_get("sub").map_err(err)?,
-        username: row.try_get("username").map_err(err)?,
-        password_hash: row.try_get("password_hash").map_err(err)?,
-        claims: serde_json::from_str(&claims).map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-    })
-}
+// ---------------------------------------------------------------------------------------------------------
+// Users
 
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE username = ?"))
             .bind(username)
             .fetch_optional(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("read user"))?;
         row.as_ref().map(user_from).transpose()
     }
 
     async fn user_by_sub(&self, sub: &str) -> StoreResult<Option<UserRecord>> {
-        let row =
-            sqlx::query("SELECT * FROM users WHERE sub = ?").bind(sub).fetch_optional(&self.pool).await.map_err(err)?;
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE sub = ?"))
+            .bind(sub)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("read user"))?;
         row.as_ref().map(user_from).transpose()
     }
 
     async fn upsert_user(&self, user: UserRecord) -> StoreResult<UserRecord> {
-        let claims = serde_json::to_string(&user.claims).map_err(err)?;
-        let row = sqlx::query(
+        let claims = serde_json::to_string(&user.claims).map_err(failed("encode user claims"))?;
+        // The username decides: an existing account keeps its `sub` and `created_at`.
+        let row = sqlx::query(concat!(
             "INSERT INTO users (sub, username, password_hash, claims, created_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, claims = excluded.claims
-             RETURNING *",
-        )
+             RETURNING ",
+            user_columns!()
+        ))
         .bind(&user.sub)
         .bind(&user.username)
         .bind(&user.password_hash)
@@ -92,12 +107,15 @@ impl UserStore for SqliteStore {
         .bind(user.created_at)
         .fetch_one(&self.pool)
         .await
-        .map_err(err)?;
+        .map_err(failed("upsert user"))?;
         user_from(&row)
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.pool).await.map_err(err)?;
+        let rows = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users ORDER BY username"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("list users"))?;
         rows.iter().map(user_from).collect()
     }
 
@@ -106,39 +124,45 @@ impl UserStore for SqliteStore {
             .bind(username)
             .execute(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("remove user"))?;
         Ok(done.rows_affected() > 0)
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Clients
+
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT document FROM clients WHERE client_id = ?")
+        let row = sqlx::query("SELECT document FROM clients WHERE client_id = ?")
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(err)?;
-        row.map(|(doc,)| serde_json::from_str(&doc).map_err(err)).transpose()
+            .map_err(failed("read client"))?;
+        row.as_ref().map(client_from).transpose()
     }
 
     async fn upsert_client(&self, client: ClientRecord) -> StoreResult<()> {
-        let doc = serde_json::to_string(&client).map_err(err)?;
-        sqlx::query("INSERT INTO clients (client_id, document) VALUES (?, ?) ON CONFLICT (client_id) DO UPDATE SET document = excluded.document")
-            .bind(&client.client_id)
-            .bind(doc)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
+        let document = serde_json::to_string(&client).map_err(failed("encode client"))?;
+        sqlx::query(
+            "INSERT INTO clients (client_id, document) VALUES (?, ?)
+             ON CONFLICT (client_id) DO UPDATE SET document = excluded.document",
+        )
+        .bind(&client.client_id)
+        .bind(document)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("upsert client"))?;
         Ok(())
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT document FROM clients ORDER BY client_id")
+        let rows = sqlx::query("SELECT document FROM clients ORDER BY client_id")
             .fetch_all(&self.pool)
             .await
-            .map_err(err)?;
-        rows.into_iter().map(|(doc,)| serde_json::from_str(&doc).map_err(err)).collect()
+            .map_err(failed("list clients"))?;
+        rows.iter().map(client_from).collect()
     }
 
     async fn remove_client(&self, client_id: &str) -> StoreResult<bool> {
@@ -146,239 +170,166 @@ impl ClientStore for SqliteStore {
             .bind(client_id)
             .execute(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("remove client"))?;
         Ok(done.rows_affected() > 0)
     }
 }
 
-fn key_from(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
-    let alg: String = row.try_get("alg").map_err(err)?;
-    let state: String = row.try_get("state").map_err(err)?;
-    let jwk: String = row.try_get("public_jwk").map_err(err)?;
-    Ok(SigningKeyRecord {
-        kid: row.try_get("kid").map_err(err)?,
-        alg: SigningAlg::parse(&alg).ok_or_else(|| err(format!("unknown key algorithm {alg}")))?,
-        state: KeyState::parse(&state).ok_or_else(|| err(format!("unknown key state {state}")))?,
-        private_sealed: row.try_get("private_sealed").map_err(err)?,
-        public_jwk: serde_json::from_str(&jwk).map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-        activated_at: row.try_get("activated_at").map_err(err)?,
-        retired_at: row.try_get("retired_at").map_err(err)?,
-    })
-}
+// ---------------------------------------------------------------------------------------------------------
+// Signing keys
 
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn list_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+        let rows = sqlx::query(concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at, kid"))
             .fetch_all(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("list signing keys"))?;
         rows.iter().map(key_from).collect()
     }
 
     async fn insert_key(&self, key: SigningKeyRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, state, private_sealed, public_jwk, created_at, activated_at, retired_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(key.alg.as_str())
-        .bind(key.state.as_str())
-        .bind(&key.private_sealed)
-        .bind(serde_json::to_string(&key.public_jwk).map_err(err)?)
-        .bind(key.created_at)
-        .bind(key.activated_at)
-        .bind(key.retired_at)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?;
+        let public_jwk = serde_json::to_string(&key.public_jwk).map_err(failed("encode public JWK"))?;
+        sqlx::query(concat!("INSERT INTO signing_keys (", key_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&key.kid)
+            .bind(key.alg.as_str())
+            .bind(key.state.as_str())
+            .bind(&key.private_sealed)
+            .bind(public_jwk)
+            .bind(key.created_at)
+            .bind(key.activated_at)
+            .bind(key.retired_at)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("insert signing key"))?;
         Ok(())
     }
 
     async fn set_key_state(&self, kid: &str, state: KeyState, at: Epoch) -> StoreResult<()> {
-        let sql = match state {
-            KeyState::Active => "UPDATE signing_keys SET state = ?, activated_at = ? WHERE kid = ?",
-            KeyState::Retired => "UPDATE signing_keys SET state = ?, retired_at = ? WHERE kid = ?",
-            KeyState::Pending => {
-                "UPDATE signing_keys SET state = ?, activated_at = NULL, retired_at = NULLIF(?, ?) WHERE kid = ?"
-            }
-        };
-        let query = sqlx::query(sql).bind(state.as_str()).bind(at);
-        let query = if state == KeyState::Pending { query.bind(at) } else { query };
-        query.bind(kid).execute(&self.pool).await.map_err(err)?;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET state = ?1,
+                 activated_at = CASE WHEN ?1 = 'active' THEN ?2 ELSE activated_at END,
+                 retired_at = CASE WHEN ?1 = 'retired' THEN ?2 ELSE retired_at END
+             WHERE kid = ?3",
+        )
+        .bind(state.as_str())
+        .bind(at)
+        .bind(kid)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("set signing key state"))?;
+        // A lost state change of a signing key must not pass silently.
+        if done.rows_affected() == 0 {
+            return Err(StoreError(format!("sqlite set signing key state: no key with kid {kid:?}")));
+        }
         Ok(())
     }
 
     async fn remove_key(&self, kid: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM signing_keys WHERE kid = ?").bind(kid).execute(&self.pool).await.map_err(err)?;
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("remove signing key"))?;
         Ok(())
     }
 }
 
-fn grant_from(row: &SqliteRow) -> StoreResult<GrantRecord> {
-    Ok(GrantRecord {
-        grant_id: row.try_get("grant_id").map_err(err)?,
-        client_id: row.try_get("client_id").map_err(err)?,
-        sub: row.try_get("sub").map_err(err)?,
-        scope: row.try_get("scope").map_err(err)?,
-        auth_time: row.try_get("auth_time").map_err(err)?,
-        sid: row.try_get("sid").map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-        expires_at: row.try_get("expires_at").map_err(err)?,
-        revoked_at: row.try_get("revoked_at").map_err(err)?,
-    })
-}
-
-fn code_from(row: &SqliteRow) -> StoreResult<CodeRecord> {
-    Ok(CodeRecord {
-        code_hash: row.try_get("code_hash").map_err(err)?,
-        grant_id: row.try_get("grant_id").map_err(err)?,
-        client_id: row.try_get("client_id").map_err(err)?,
-        redirect_uri: row.try_get("redirect_uri").map_err(err)?,
-        code_challenge: row.try_get("code_challenge").map_err(err)?,
-        nonce: row.try_get("nonce").map_err(err)?,
-        dpop_jkt: row.try_get("dpop_jkt").map_err(err)?,
-        expires_at: row.try_get("expires_at").map_err(err)?,
-    })
-}
-
-fn refresh_from(row: &SqliteRow) -> StoreResult<RefreshRecord> {
-    Ok(RefreshRecord {
-        token_hash: row.try_get("token_hash").map_err(err)?,
-        grant_id: row.try_get("grant_id").map_err(err)?,
-        client_id: row.try_get("client_id").map_err(err)?,
-        scope: row.try_get("scope").map_err(err)?,
-        dpop_jkt: row.try_get("dpop_jkt").map_err(err)?,
-        issued_at: row.try_get("issued_at").map_err(err)?,
-        expires_at: row.try_get("expires_at").map_err(err)?,
-        superseded_at: row.try_get("superseded_at").map_err(err)?,
-    })
-}
-
-async fn insert_refresh_in<'e, E>(executor: E, token: &RefreshRecord) -> StoreResult<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scope, dpop_jkt, issued_at, expires_at, superseded_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&token.token_hash)
-    .bind(&token.grant_id)
-    .bind(&token.client_id)
-    .bind(&token.scope)
-    .bind(&token.dpop_jkt)
-    .bind(token.issued_at)
-    .bind(token.expires_at)
-    .bind(token.superseded_at)
-    .execute(executor)
-    .await
-    .map_err(err)?;
-    Ok(())
-}
+// ---------------------------------------------------------------------------------------------------------
+// Grants, codes, refresh tokens, issued access tokens, spent jtis
 
 #[async_trait]
 impl GrantStore for SqliteStore {
     async fn insert_code(&self, grant: GrantRecord, code: CodeRecord) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query(
-            "INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, sid, created_at, expires_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&grant.grant_id)
-        .bind(&grant.client_id)
-        .bind(&grant.sub)
-        .bind(&grant.scope)
-        .bind(grant.auth_time)
-        .bind(&grant.sid)
-        .bind(grant.created_at)
-        .bind(grant.expires_at)
-        .bind(grant.revoked_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        sqlx::query(
-            "INSERT INTO auth_codes (code_hash, grant_id, client_id, redirect_uri, code_challenge, nonce, dpop_jkt, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&code.code_hash)
-        .bind(&code.grant_id)
-        .bind(&code.client_id)
-        .bind(&code.redirect_uri)
-        .bind(&code.code_challenge)
-        .bind(&code.nonce)
-        .bind(&code.dpop_jkt)
-        .bind(code.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("begin insert code"))?;
+        sqlx::query(concat!("INSERT INTO grants (", grant_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&grant.grant_id)
+            .bind(&grant.client_id)
+            .bind(&grant.sub)
+            .bind(&grant.scope)
+            .bind(grant.auth_time)
+            .bind(&grant.sid)
+            .bind(grant.created_at)
+            .bind(grant.expires_at)
+            .bind(grant.revoked_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("insert grant"))?;
+        sqlx::query(concat!("INSERT INTO auth_codes (", code_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&code.code_hash)
+            .bind(&code.grant_id)
+            .bind(&code.client_id)
+            .bind(&code.redirect_uri)
+            .bind(&code.code_challenge)
+            .bind(&code.nonce)
+            .bind(&code.dpop_jkt)
+            .bind(code.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("insert code"))?;
+        tx.commit().await.map_err(failed("commit insert code"))
     }
 
     async fn consume_code(&self, code_hash: &[u8], now: Epoch) -> StoreResult<CodeOutcome> {
-        // One conditional UPDATE: exactly one caller sees the row come back.
-        let spent = sqlx::query(
-            "UPDATE auth_codes SET consumed_at = ? WHERE code_hash = ? AND consumed_at IS NULL RETURNING *",
-        )
+        let mut connection = self.pool.acquire().await.map_err(failed("acquire connection"))?;
+        // One conditional UPDATE: exactly one caller ever sees the row come back, even across processes. An
+        // expired code is spent too, so it can never be redeemed later.
+        let spent = sqlx::query(concat!(
+            "UPDATE auth_codes SET consumed_at = ? WHERE code_hash = ? AND consumed_at IS NULL RETURNING ",
+            code_columns!()
+        ))
         .bind(now)
         .bind(code_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *connection)
         .await
-        .map_err(err)?;
+        .map_err(failed("consume code"))?;
         if let Some(row) = spent {
             let code = code_from(&row)?;
             if code.expires_at <= now {
                 return Ok(CodeOutcome::Missing);
             }
-            let Some(grant) = self.grant(&code.grant_id).await? else { return Ok(CodeOutcome::Missing) };
-            return Ok(CodeOutcome::Consumed(code, grant));
+            return Ok(match grant_in(&mut connection, &code.grant_id).await? {
+                Some(grant) => CodeOutcome::Consumed(code, grant),
+                None => CodeOutcome::Missing,
+            });
         }
-        let row = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = ?")
+        // Spent before (whether or not it has expired since): the caller revokes what it issued.
+        let row = sqlx::query(concat!("SELECT ", code_columns!(), " FROM auth_codes WHERE code_hash = ?"))
             .bind(code_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *connection)
             .await
-            .map_err(err)?;
-        match row {
-            Some(row) => Ok(CodeOutcome::AlreadyUsed(code_from(&row)?)),
-            None => Ok(CodeOutcome::Missing),
-        }
+            .map_err(failed("read code"))?;
+        Ok(match row {
+            Some(row) => CodeOutcome::AlreadyUsed(code_from(&row)?),
+            None => CodeOutcome::Missing,
+        })
     }
 
     async fn grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
-        let row = sqlx::query("SELECT * FROM grants WHERE grant_id = ?")
-            .bind(grant_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        row.as_ref().map(grant_from).transpose()
+        let mut connection = self.pool.acquire().await.map_err(failed("acquire connection"))?;
+        grant_in(&mut connection, grant_id).await
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: Epoch) -> StoreResult<()> {
+        // Idempotent: the first revocation time stays.
         sqlx::query("UPDATE grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(grant_id)
             .execute(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("revoke grant"))?;
         Ok(())
     }
 
     async fn insert_refresh(&self, token: RefreshRecord) -> StoreResult<()> {
-        insert_refresh_in(&self.pool, &token).await
+        let mut connection = self.pool.acquire().await.map_err(failed("acquire connection"))?;
+        insert_refresh_in(&mut connection, &token, token.superseded_at).await
     }
 
     async fn refresh(&self, token_hash: &[u8]) -> StoreResult<Option<(RefreshRecord, GrantRecord)>> {
-        let Some(row) = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?
-        else {
-            return Ok(None);
-        };
-        let token = refresh_from(&row)?;
-        Ok(self.grant(&token.grant_id).await?.map(|grant| (token, grant)))
+        let mut connection = self.pool.acquire().await.map_err(failed("acquire connection"))?;
+        let Some(token) = refresh_in(&mut connection, token_hash).await? else { return Ok(None) };
+        Ok(grant_in(&mut connection, &token.grant_id).await?.map(|grant| (token, grant)))
     }
 
     async fn rotate_refresh(
@@ -388,76 +339,35 @@ impl GrantStore for SqliteStore {
         now: Epoch,
         grace: i64,
     ) -> StoreResult<RotateOutcome> {
-        // BEGIN IMMEDIATE takes the write lock first, so concurrent rotations of one token are serialised.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        let Some(row) = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
-            .bind(old_hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?
-        else {
-            return Ok(RotateOutcome::Missing);
-        };
-        let old = refresh_from(&row)?;
-        let Some(grant_row) = sqlx::query("SELECT * FROM grants WHERE grant_id = ?")
-            .bind(&old.grant_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?
-        else {
-            return Ok(RotateOutcome::Missing);
-        };
-        let grant = grant_from(&grant_row)?;
-        if old.expires_at <= now || grant.revoked_at.is_some() || grant.expires_at <= now {
-            return Ok(RotateOutcome::Missing);
-        }
-        match old.superseded_at {
-            Some(at) if now - at >= grace => {
-                sqlx::query("UPDATE grants SET revoked_at = ? WHERE grant_id = ?")
-                    .bind(now)
-                    .bind(&grant.grant_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                tx.commit().await.map_err(err)?;
-                return Ok(RotateOutcome::ReuseDetected);
-            }
-            Some(_) => {}
-            None => {
-                sqlx::query("UPDATE refresh_tokens SET superseded_at = ? WHERE token_hash = ?")
-                    .bind(now)
-                    .bind(old_hash)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
-        }
-        let new = RefreshRecord { grant_id: grant.grant_id.clone(), superseded_at: None, ..new };
-        insert_refresh_in(&mut *tx, &new).await?;
-        tx.commit().await.map_err(err)?;
-        Ok(RotateOutcome::Rotated(grant))
+        // BEGIN IMMEDIATE takes the write lock before the read, so rotations of one token (from any connection or
+        // process) run one after the other and each sees the previous one's `superseded_at`.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("begin rotation"))?;
+        let outcome = rotate_in(&mut tx, old_hash, &new, now, grace).await?;
+        tx.commit().await.map_err(failed("commit rotation"))?;
+        Ok(outcome)
     }
 
     async fn record_access_token(&self, jti: &str, grant_id: &str, expires_at: Epoch) -> StoreResult<()> {
-        sqlx::query("INSERT OR IGNORE INTO access_tokens (jti, grant_id, expires_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO access_tokens (jti, grant_id, expires_at) VALUES (?, ?, ?)")
             .bind(jti)
             .bind(grant_id)
             .bind(expires_at)
             .execute(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("record access token"))?;
         Ok(())
     }
 
     async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool> {
-        let row: Option<(Option<i64>,)> = sqlx::query_as(
-            "SELECT g.revoked_at FROM access_tokens a JOIN grants g ON g.grant_id = a.grant_id WHERE a.jti = ?",
+        let revoked = sqlx::query_scalar::<_, bool>(
+            "SELECT g.revoked_at IS NOT NULL FROM access_tokens a JOIN grants g ON g.grant_id = a.grant_id
+             WHERE a.jti = ?",
         )
         .bind(jti)
         .fetch_optional(&self.pool)
         .await
-        .map_err(err)?;
-        Ok(matches!(row, Some((Some(_),))))
+        .map_err(failed("read access token"))?;
+        Ok(revoked.unwrap_or(false))
     }
 
     async fn consume_jti(
@@ -467,10 +377,11 @@ impl GrantStore for SqliteStore {
         expires_at: Epoch,
         now: Epoch,
     ) -> StoreResult<ReplayOutcome> {
-        // Insert, or take over an expired entry; exactly one caller changes a row.
+        // Insert, or take over an entry that has expired; exactly one caller changes a row.
         let done = sqlx::query(
             "INSERT INTO used_jtis (namespace, jti, expires_at) VALUES (?, ?, ?)
-             ON CONFLICT (namespace, jti) DO UPDATE SET expires_at = excluded.expires_at WHERE used_jtis.expires_at <= ?",
+             ON CONFLICT (namespace, jti) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE used_jtis.expires_at <= ?",
         )
         .bind(namespace)
         .bind(jti)
@@ -478,41 +389,87 @@ impl GrantStore for SqliteStore {
         .bind(now)
         .execute(&self.pool)
         .await
-        .map_err(err)?;
+        .map_err(failed("consume jti"))?;
         Ok(if done.rows_affected() == 1 { ReplayOutcome::Consumed } else { ReplayOutcome::AlreadyUsed })
     }
 
     async fn purge_expired(&self, now: Epoch) -> StoreResult<u64> {
+        // Children first, so the count covers every row removed (a cascade would hide them). A grant past its end
+        // stays while one of its access tokens lives: that is where a revoked token's revocation is recorded.
+        const PURGE: [&str; 6] = [
+            "DELETE FROM access_tokens WHERE expires_at <= ?1",
+            "DELETE FROM auth_codes WHERE expires_at <= ?1
+                OR grant_id IN (SELECT grant_id FROM grants WHERE expires_at <= ?1)",
+            "DELETE FROM refresh_tokens WHERE expires_at <= ?1
+                OR grant_id IN (SELECT grant_id FROM grants WHERE expires_at <= ?1)",
+            "DELETE FROM grants WHERE expires_at <= ?1
+                AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.grant_id = grants.grant_id)",
+            "DELETE FROM used_jtis WHERE expires_at <= ?1",
+            "DELETE FROM idp_sessions WHERE expires_at <= ?1",
+        ];
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("begin purge"))?;
         let mut removed = 0;
-        for sql in [
-            "DELETE FROM auth_codes WHERE expires_at <= ?",
-            "DELETE FROM refresh_tokens WHERE expires_at <= ?",
-            "DELETE FROM access_tokens WHERE expires_at <= ?",
-            "DELETE FROM used_jtis WHERE expires_at <= ?",
-            "DELETE FROM idp_sessions WHERE expires_at <= ?",
-            "DELETE FROM grants WHERE expires_at <= ?",
-        ] {
-            removed += sqlx::query(sql).bind(now).execute(&self.pool).await.map_err(err)?.rows_affected();
+        for sql in PURGE {
+            removed += sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(failed("purge"))?.rows_affected();
         }
+        tx.commit().await.map_err(failed("commit purge"))?;
         Ok(removed)
     }
 }
 
-fn session_from(row: &SqliteRow) -> StoreResult<IdpSessionRecord> {
-    Ok(IdpSessionRecord {
-        sid: row.try_get("sid").map_err(err)?,
-        sub: row.try_get("sub").map_err(err)?,
-        auth_time: row.try_get("auth_time").map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-        last_seen: row.try_get("last_seen").map_err(err)?,
-        expires_at: row.try_get("expires_at").map_err(err)?,
-    })
+/// The body of `rotate_refresh`, inside its `BEGIN IMMEDIATE` transaction. Returning an error rolls it back.
+async fn rotate_in(
+    connection: &mut SqliteConnection,
+    old_hash: &[u8],
+    new: &RefreshRecord,
+    now: Epoch,
+    grace: i64,
+) -> StoreResult<RotateOutcome> {
+    let Some(old) = refresh_in(connection, old_hash).await? else { return Ok(RotateOutcome::Missing) };
+    let Some(grant) = grant_in(connection, &old.grant_id).await? else { return Ok(RotateOutcome::Missing) };
+    if old.expires_at <= now || grant.revoked_at.is_some() || grant.expires_at <= now {
+        return Ok(RotateOutcome::Missing);
+    }
+    if new.grant_id != grant.grant_id {
+        return Err(StoreError(format!(
+            "sqlite rotate refresh token: successor names grant {:?}, not {:?}",
+            new.grant_id, grant.grant_id
+        )));
+    }
+    match old.superseded_at {
+        None => {
+            sqlx::query("UPDATE refresh_tokens SET superseded_at = ? WHERE token_hash = ?")
+                .bind(now)
+                .bind(old_hash)
+                .execute(&mut *connection)
+                .await
+                .map_err(failed("supersede refresh token"))?;
+        }
+        // The retry window (a lost response): the original `superseded_at` stays, so the window does not slide.
+        // A grace of 0 means no window at all, not "the same second".
+        Some(superseded_at) if grace > 0 && now - superseded_at <= grace => {}
+        // RFC 9700 §4.14.2: a superseded token presented again revokes the whole grant.
+        Some(_) => {
+            sqlx::query("UPDATE grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(&grant.grant_id)
+                .execute(&mut *connection)
+                .await
+                .map_err(failed("revoke grant on refresh-token reuse"))?;
+            return Ok(RotateOutcome::ReuseDetected);
+        }
+    }
+    insert_refresh_in(connection, new, None).await?;
+    Ok(RotateOutcome::Rotated(grant))
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// IdP sessions
 
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_session(&self, session: IdpSessionRecord) -> StoreResult<()> {
-        sqlx::query("INSERT INTO idp_sessions (sid, sub, auth_time, created_at, last_seen, expires_at) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query(concat!("INSERT INTO idp_sessions (", session_columns!(), ") VALUES (?, ?, ?, ?, ?, ?)"))
             .bind(&session.sid)
             .bind(&session.sub)
             .bind(session.auth_time)
@@ -521,17 +478,18 @@ impl SessionStore for SqliteStore {
             .bind(session.expires_at)
             .execute(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("insert session"))?;
         Ok(())
     }
 
     async fn session(&self, sid: &str, now: Epoch) -> StoreResult<Option<IdpSessionRecord>> {
-        let row = sqlx::query("SELECT * FROM idp_sessions WHERE sid = ? AND expires_at > ?")
-            .bind(sid)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
+        let row =
+            sqlx::query(concat!("SELECT ", session_columns!(), " FROM idp_sessions WHERE sid = ? AND expires_at > ?"))
+                .bind(sid)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("read session"))?;
         row.as_ref().map(session_from).transpose()
     }
 
@@ -542,23 +500,215 @@ impl SessionStore for SqliteStore {
             .bind(sid)
             .execute(&self.pool)
             .await
-            .map_err(err)?;
+            .map_err(failed("touch session"))?;
         Ok(())
     }
 
     async fn remove_session(&self, sid: &str) -> StoreResult<bool> {
-        let done =
-            sqlx::query("DELETE FROM idp_sessions WHERE sid = ?").bind(sid).execute(&self.pool).await.map_err(err)?;
+        let done = sqlx::query("DELETE FROM idp_sessions WHERE sid = ?")
+            .bind(sid)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("remove session"))?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn sessions_of(&self, sub: &str, now: Epoch) -> StoreResult<Vec<IdpSessionRecord>> {
-        let rows = sqlx::query("SELECT * FROM idp_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at")
-            .bind(sub)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM idp_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at, sid"
+        ))
+        .bind(sub)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list sessions"))?;
         rows.iter().map(session_from).collect()
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers: opening, shared queries, row decoding
+
+/// `sqlite::memory:`, `sqlite://:memory:` and `?mode=memory` all name a database that lives in memory.
+fn is_memory(url: &str) -> bool {
+    let database = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (path, params) = database.split_once('?').unwrap_or((database, ""));
+    path == ":memory:" || params.split('&').any(|param| param == "mode=memory")
+}
+
+fn create_parent_directory(file: &Path) -> StoreResult<()> {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent)
+            .map_err(|error| StoreError(format!("sqlite: creating {}: {error}", parent.display()))),
+        _ => Ok(()),
+    }
+}
+
+/// Maps a failure to a `StoreError` naming what was being done; the cause is logged by the caller, never shown.
+fn failed<E: std::fmt::Display>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |error| StoreError(format!("sqlite {operation}: {error}"))
+}
+
+async fn grant_in(connection: &mut SqliteConnection, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
+    let row = sqlx::query(concat!("SELECT ", grant_columns!(), " FROM grants WHERE grant_id = ?"))
+        .bind(grant_id)
+        .fetch_optional(connection)
+        .await
+        .map_err(failed("read grant"))?;
+    row.as_ref().map(grant_from).transpose()
+}
+
+async fn refresh_in(connection: &mut SqliteConnection, token_hash: &[u8]) -> StoreResult<Option<RefreshRecord>> {
+    let row = sqlx::query(concat!("SELECT ", refresh_columns!(), " FROM refresh_tokens WHERE token_hash = ?"))
+        .bind(token_hash)
+        .fetch_optional(connection)
+        .await
+        .map_err(failed("read refresh token"))?;
+    row.as_ref().map(refresh_from).transpose()
+}
+
+async fn insert_refresh_in(
+    connection: &mut SqliteConnection,
+    token: &RefreshRecord,
+    superseded_at: Option<Epoch>,
+) -> StoreResult<()> {
+    sqlx::query(concat!("INSERT INTO refresh_tokens (", refresh_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
+        .bind(&token.token_hash)
+        .bind(&token.grant_id)
+        .bind(&token.client_id)
+        .bind(&token.scope)
+        .bind(&token.dpop_jkt)
+        .bind(token.issued_at)
+        .bind(token.expires_at)
+        .bind(superseded_at)
+        .execute(connection)
+        .await
+        .map_err(failed("insert refresh token"))?;
+    Ok(())
+}
+
+// Column lists, in the order the inserts bind them; macros so `concat!` builds each statement at compile time.
+macro_rules! user_columns {
+    () => {
+        "sub, username, password_hash, claims, created_at"
+    };
+}
+macro_rules! key_columns {
+    () => {
+        "kid, alg, state, private_sealed, public_jwk, created_at, activated_at, retired_at"
+    };
+}
+macro_rules! grant_columns {
+    () => {
+        "grant_id, client_id, sub, scope, auth_time, sid, created_at, expires_at, revoked_at"
+    };
+}
+macro_rules! code_columns {
+    () => {
+        "code_hash, grant_id, client_id, redirect_uri, code_challenge, nonce, dpop_jkt, expires_at"
+    };
+}
+macro_rules! refresh_columns {
+    () => {
+        "token_hash, grant_id, client_id, scope, dpop_jkt, issued_at, expires_at, superseded_at"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "sid, sub, auth_time, created_at, last_seen, expires_at"
+    };
+}
+use {code_columns, grant_columns, key_columns, refresh_columns, session_columns, user_columns};
+
+fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(name).map_err(failed("decode row"))
+}
+
+fn user_from(row: &SqliteRow) -> StoreResult<UserRecord> {
+    let claims: String = column(row, "claims")?;
+    Ok(UserRecord {
+        sub: column(row, "sub")?,
+        username: column(row, "username")?,
+        password_hash: column(row, "password_hash")?,
+        claims: serde_json::from_str(&claims).map_err(failed("decode user claims"))?,
+        created_at: column(row, "created_at")?,
+    })
+}
+
+fn client_from(row: &SqliteRow) -> StoreResult<ClientRecord> {
+    let document: String = column(row, "document")?;
+    serde_json::from_str(&document).map_err(failed("decode client"))
+}
+
+fn key_from(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
+    let alg: String = column(row, "alg")?;
+    let state: String = column(row, "state")?;
+    let public_jwk: String = column(row, "public_jwk")?;
+    Ok(SigningKeyRecord {
+        kid: column(row, "kid")?,
+        alg: SigningAlg::parse(&alg).ok_or_else(|| StoreError(format!("sqlite decode row: unknown alg {alg:?}")))?,
+        state: KeyState::parse(&state)
+            .ok_or_else(|| StoreError(format!("sqlite decode row: unknown key state {state:?}")))?,
+        private_sealed: column(row, "private_sealed")?,
+        public_jwk: serde_json::from_str(&public_jwk).map_err(failed("decode public JWK"))?,
+        created_at: column(row, "created_at")?,
+        activated_at: column(row, "activated_at")?,
+        retired_at: column(row, "retired_at")?,
+    })
+}
+
+fn grant_from(row: &SqliteRow) -> StoreResult<GrantRecord> {
+    Ok(GrantRecord {
+        grant_id: column(row, "grant_id")?,
+        client_id: column(row, "client_id")?,
+        sub: column(row, "sub")?,
+        scope: column(row, "scope")?,
+        auth_time: column(row, "auth_time")?,
+        sid: column(row, "sid")?,
+        created_at: column(row, "created_at")?,
+        expires_at: column(row, "expires_at")?,
+        revoked_at: column(row, "revoked_at")?,
+    })
+}
+
+fn code_from(row: &SqliteRow) -> StoreResult<CodeRecord> {
+    Ok(CodeRecord {
+        code_hash: column(row, "code_hash")?,
+        grant_id: column(row, "grant_id")?,
+        client_id: column(row, "client_id")?,
+        redirect_uri: column(row, "redirect_uri")?,
+        code_challenge: column(row, "code_challenge")?,
+        nonce: column(row, "nonce")?,
+        dpop_jkt: column(row, "dpop_jkt")?,
+        expires_at: column(row, "expires_at")?,
+    })
+}
+
+fn refresh_from(row: &SqliteRow) -> StoreResult<RefreshRecord> {
+    Ok(RefreshRecord {
+        token_hash: column(row, "token_hash")?,
+        grant_id: column(row, "grant_id")?,
+        client_id: column(row, "client_id")?,
+        scope: column(row, "scope")?,
+        dpop_jkt: column(row, "dpop_jkt")?,
+        issued_at: column(row, "issued_at")?,
+        expires_at: column(row, "expires_at")?,
+        superseded_at: column(row, "superseded_at")?,
+    })
+}
+
+fn session_from(row: &SqliteRow) -> StoreResult<IdpSessionRecord> {
+    Ok(IdpSessionRecord {
+        sid: column(row, "sid")?,
+        sub: column(row, "sub")?,
+        auth_time: column(row, "auth_time")?,
+        created_at: column(row, "created_at")?,
+        last_seen: column(row, "last_seen")?,
+        expires_at: column(row, "expires_at")?,
+    })
 }
