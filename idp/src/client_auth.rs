@@ -10,7 +10,7 @@ use gatehouse_proto::claims::Audience;
 use gatehouse_proto::secret::ct_eq;
 use gatehouse_proto::vocab::ClientAuthMethod;
 use gatehouse_proto::{Jwk, Secret};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
 
 use crate::error::{Challenge, ErrorCode, OAuthError};
 use crate::params::Params;
@@ -195,7 +195,7 @@ pub fn verify_assertion(
     };
     let mut claims = None;
     for jwk in candidates {
-        let Some(key) = decoding_key_for(jwk, header.alg) else { continue };
+        let Some(key) = jwk.decoding_key(header.alg) else { continue };
         let mut validation = Validation::new(header.alg);
         validation.validate_exp = false;
         validation.validate_aud = false;
@@ -229,28 +229,6 @@ pub fn verify_assertion(
     // RFC 7523 §3 (7): jti for replay protection (spent by the caller).
     let jti = claims.jti.filter(|j| !j.is_empty() && j.len() <= 256).ok_or_else(|| fail("jti is required"))?;
     Ok(VerifiedAssertion { jti, exp: exp.max(now) + CLOCK_SKEW })
-}
-
-fn decoding_key_for(jwk: &Jwk, alg: Algorithm) -> Option<DecodingKey> {
-    if !jwk.is_public() {
-        return None;
-    }
-    let x = || jwk.x.as_deref();
-    match (jwk.kty.as_str(), alg) {
-        ("RSA", Algorithm::RS256 | Algorithm::PS256) => {
-            DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()
-        }
-        ("EC", Algorithm::ES256) if jwk.crv.as_deref() == Some("P-256") => {
-            DecodingKey::from_ec_components(x()?, jwk.y.as_deref()?).ok()
-        }
-        ("EC", Algorithm::ES384) if jwk.crv.as_deref() == Some("P-384") => {
-            DecodingKey::from_ec_components(x()?, jwk.y.as_deref()?).ok()
-        }
-        ("OKP", Algorithm::EdDSA) if jwk.crv.as_deref() == Some("Ed25519") => {
-            DecodingKey::from_ed_components(x()?).ok()
-        }
-        _ => None,
-    }
 }
 
 /// The `sub` of an assertion, read without verification, only to find which client's keys to verify it with.

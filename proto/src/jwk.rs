@@ -96,6 +96,29 @@ impl Jwk {
         [&self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.k].iter().all(|m| m.is_none())
     }
 
+    /// The verification key for `alg`, when this JWK is a public key of a type and curve that fit it.
+    /// One place decides which key types go with which algorithms (RFC 7518 §3).
+    pub fn decoding_key(&self, alg: jsonwebtoken::Algorithm) -> Option<jsonwebtoken::DecodingKey> {
+        use jsonwebtoken::{Algorithm as A, DecodingKey};
+        if !self.is_public() {
+            return None;
+        }
+        let crv = self.crv.as_deref();
+        match (self.kty.as_str(), alg) {
+            ("RSA", A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512) => {
+                DecodingKey::from_rsa_components(self.n.as_deref()?, self.e.as_deref()?).ok()
+            }
+            ("EC", A::ES256) if crv == Some("P-256") => {
+                DecodingKey::from_ec_components(self.x.as_deref()?, self.y.as_deref()?).ok()
+            }
+            ("EC", A::ES384) if crv == Some("P-384") => {
+                DecodingKey::from_ec_components(self.x.as_deref()?, self.y.as_deref()?).ok()
+            }
+            ("OKP", A::EdDSA) if crv == Some("Ed25519") => DecodingKey::from_ed_components(self.x.as_deref()?).ok(),
+            _ => None,
+        }
+    }
+
     /// The RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order, base64url.
     pub fn thumbprint(&self) -> Result<String, JwkError> {
         if !self.is_public() {

@@ -7,6 +7,8 @@
 
 pub mod b64;
 pub mod claims;
+pub mod dpop;
+pub mod dpop_key;
 pub mod jwk;
 pub mod pkce;
 pub mod secret;
