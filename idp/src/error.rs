@@ -20,6 +20,8 @@ pub enum ErrorCode {
     RequestUriNotSupported,
     InvalidToken,
     InsufficientScope,
+    InvalidDpopProof,
+    UseDpopNonce,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -39,6 +41,8 @@ impl ErrorCode {
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
             Self::InvalidToken => "invalid_token",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
             Self::InsufficientScope => "insufficient_scope",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
@@ -61,7 +65,9 @@ impl ErrorCode {
             | Self::AccessDenied
             | Self::LoginRequired
             | Self::RequestNotSupported
-            | Self::RequestUriNotSupported => StatusCode::BAD_REQUEST,
+            | Self::RequestUriNotSupported
+            | Self::InvalidDpopProof
+            | Self::UseDpopNonce => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -74,17 +80,46 @@ pub struct OAuthError {
     pub description: &'static str,
     /// `WWW-Authenticate` challenge to add (e.g. `Basic realm="gatehouse"` for invalid_client via Basic).
     pub challenge: Option<Challenge>,
+    /// A fresh `DPoP-Nonce` to send (RFC 9449 §8, §9).
+    pub dpop_nonce: Option<String>,
+    /// Overrides `code.status()` (resource endpoints answer DPoP errors with 401: RFC 9449 §7.1).
+    pub status: Option<StatusCode>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Challenge {
     Basic,
     Bearer,
+    /// RFC 9449 §7.1: `DPoP error="…", algs="…"`.
+    Dpop,
+    /// No credentials at a resource: offer both schemes, without an error code (RFC 6750 §3.1).
+    BearerAndDpop,
 }
 
 impl OAuthError {
     pub const fn new(code: ErrorCode, description: &'static str) -> Self {
-        Self { code, description, challenge: None }
+        Self { code, description, challenge: None, dpop_nonce: None, status: None }
+    }
+
+    pub fn with_nonce(mut self, nonce: String) -> Self {
+        self.dpop_nonce = Some(nonce);
+        self
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// A DPoP proof failure at the token or PAR endpoint (RFC 9449 §5, §8).
+    pub fn from_dpop(error: gatehouse_proto::dpop::DpopError) -> Self {
+        use gatehouse_proto::dpop::DpopError;
+        match error {
+            DpopError::UseNonce => Self::new(ErrorCode::UseDpopNonce, "a DPoP nonce is required"),
+            DpopError::Replay => Self::new(ErrorCode::InvalidDpopProof, "the DPoP proof was used before"),
+            DpopError::KeyMismatch => Self::new(ErrorCode::InvalidDpopProof, "the DPoP key does not match the binding"),
+            _ => Self::new(ErrorCode::InvalidDpopProof, "the DPoP proof is invalid"),
+        }
     }
 
     pub fn with_challenge(mut self, challenge: Challenge) -> Self {
@@ -106,7 +141,8 @@ pub fn no_store(headers: &mut HeaderMap) {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": self.code.as_str(), "error_description": self.description});
-        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        let status = self.status.unwrap_or_else(|| self.code.status());
+        let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         no_store(headers);
         match self.challenge {
@@ -120,7 +156,24 @@ impl IntoResponse for OAuthError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
+            Some(Challenge::Dpop) => {
+                let algs = gatehouse_proto::dpop::DPOP_ALGS.join(" ");
+                let value = format!("DPoP error=\"{}\", algs=\"{algs}\"", self.code.as_str());
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            Some(Challenge::BearerAndDpop) => {
+                let algs = gatehouse_proto::dpop::DPOP_ALGS.join(" ");
+                headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                if let Ok(value) = HeaderValue::from_str(&format!("DPoP algs=\"{algs}\"")) {
+                    headers.append(header::WWW_AUTHENTICATE, value);
+                }
+            }
             None => {}
+        }
+        if let Some(nonce) = self.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            headers.insert("dpop-nonce", nonce);
         }
         response
     }

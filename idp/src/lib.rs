@@ -8,6 +8,7 @@ pub mod admin;
 pub mod authorize;
 pub mod client_auth;
 pub mod clock;
+pub mod dpop;
 pub mod error;
 pub mod grants;
 pub mod http;

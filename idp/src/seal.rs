@@ -9,6 +9,16 @@ use sha2::{Digest, Sha256};
 
 use crate::settings::MasterKey;
 
+/// A 256-bit key for one use, derived from the master key and a label (domain separation).
+pub fn derive_key(master: &MasterKey, label: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"gatehouse/seal/v1/");
+    hasher.update(label.as_bytes());
+    hasher.update([0]);
+    hasher.update(master.0);
+    hasher.finalize().into()
+}
+
 pub struct Sealer {
     cipher: Aes256Gcm,
 }
@@ -16,12 +26,7 @@ pub struct Sealer {
 impl Sealer {
     /// A sealer whose key is derived from the master key and `label` (domain separation between uses).
     pub fn derive(master: &MasterKey, label: &str) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"gatehouse/seal/v1/");
-        hasher.update(label.as_bytes());
-        hasher.update([0]);
-        hasher.update(master.0);
-        let key: [u8; 32] = hasher.finalize().into();
+        let key = derive_key(master, label);
         Self { cipher: Aes256Gcm::new((&key).into()) }
     }
 

@@ -35,6 +35,10 @@ pub struct Inner {
     pub session_sealer: Sealer,
     /// The discovery document, rendered once.
     pub discovery: Vec<u8>,
+    /// Stateless DPoP nonces (keyed from the master key, so every node agrees).
+    pub dpop_nonces: gatehouse_proto::dpop::NonceIssuer,
+    /// Spent DPoP proof identifiers.
+    pub dpop_replay: Arc<dyn gatehouse_proto::dpop::ReplayCache>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -74,7 +78,10 @@ impl Idp {
         // url::Url adds a trailing slash to a bare origin; the published issuer has none (OIDC Discovery §3).
         let issuer = if settings.issuer.path() == "/" { issuer.trim_end_matches('/').to_owned() } else { issuer };
         let discovery = http::discovery::document(&issuer, &settings);
+        let nonce_key = crate::seal::derive_key(&settings.master_key, "dpop-nonce");
         let state = Arc::new(Inner {
+            dpop_nonces: gatehouse_proto::dpop::NonceIssuer::new(nonce_key, settings.dpop.nonce_lifetime),
+            dpop_replay: Arc::new(gatehouse_proto::dpop::MemoryReplayCache::new(settings.dpop.window, 1_000_000)),
             throttle: LoginThrottle::new(&settings.login),
             login_sealer: Sealer::derive(&settings.master_key, "login-request"),
             session_sealer: Sealer::derive(&settings.master_key, "idp-session"),

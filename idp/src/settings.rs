@@ -25,6 +25,7 @@ pub struct Settings {
     pub login: LoginSettings,
     pub session: SessionSettings,
     pub signing: SigningSettings,
+    pub dpop: DpopSettings,
     /// Protected APIs (resource servers): an access token's `aud` is the API whose scopes were requested.
     pub apis: Vec<ApiResource>,
     /// Upper bound on a request body, in bytes.
@@ -74,6 +75,23 @@ pub struct SigningSettings {
     pub access_token_alg: SigningAlg,
     /// How often a node re-reads signing keys from the store (picks up `gatehouse keys rotate`).
     pub key_reload_interval: i64,
+}
+
+/// DPoP (RFC 9449) at the token, PAR and userinfo endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// Require a server nonce in every proof (RFC 9449 §8) for all clients.
+    pub require_nonce: bool,
+    /// Nonces rotate with this period; one stays valid for up to two periods.
+    pub nonce_lifetime: i64,
+    /// Accepted proof age and clock skew (catalogue DD5).
+    pub window: gatehouse_proto::dpop::TimeWindow,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        Self { require_nonce: false, nonce_lifetime: 300, window: gatehouse_proto::dpop::TimeWindow::default() }
+    }
 }
 
 /// A protected API. Its `audience` becomes the access token's `aud` when one of its `scopes` is granted.
@@ -166,6 +184,7 @@ impl Settings {
             login: LoginSettings::default(),
             session: SessionSettings::default(),
             signing: SigningSettings::default(),
+            dpop: DpopSettings::default(),
             apis: vec![ApiResource { audience: "https://api.test".into(), scopes: vec!["api".into()] }],
             max_body_bytes: 64 * 1024,
         }

@@ -271,3 +271,35 @@ impl NonceIssuer {
 
 #[cfg(test)]
 mod tests;
+
+/// Spends proof identifiers (catalogue DD4). In-process by default; a shared store (Redis) replaces it when
+/// several nodes serve one deployment.
+#[async_trait::async_trait]
+pub trait ReplayCache: Send + Sync {
+    /// True the first time `key` is seen within the proof window; false for every later use.
+    async fn first_use(&self, key: &str) -> bool;
+}
+
+/// A bounded in-memory replay cache whose entries live as long as a proof is acceptable.
+pub struct MemoryReplayCache {
+    seen: moka::sync::Cache<String, ()>,
+}
+
+impl MemoryReplayCache {
+    pub fn new(window: TimeWindow, capacity: u64) -> Self {
+        let ttl = (window.future_skew + window.max_age).max(1) as u64;
+        Self {
+            seen: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(std::time::Duration::from_secs(ttl))
+                .build(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ReplayCache for MemoryReplayCache {
+    async fn first_use(&self, key: &str) -> bool {
+        self.seen.entry(key.to_owned()).or_insert(()).is_fresh()
+    }
+}

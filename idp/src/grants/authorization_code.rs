@@ -17,6 +17,7 @@ pub async fn exchange(
     state: &Inner,
     client: &ClientRecord,
     params: &Params,
+    jkt: Option<&str>,
     now: Epoch,
 ) -> Result<TokenResponse, OAuthError> {
     let code = params.get("code").ok_or(OAuthError::new(ErrorCode::InvalidRequest, "code is required"))?;
@@ -51,13 +52,19 @@ pub async fn exchange(
     if grant.revoked_at.is_some() {
         return Err(INVALID_GRANT);
     }
+    // RFC 9449 §10: a code bound with `dpop_jkt` is redeemed only with a proof of that key.
+    if let Some(bound) = &record.dpop_jkt
+        && jkt != Some(bound.as_str())
+    {
+        return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP key does not match dpop_jkt"));
+    }
     let scope = Scopes::from_stored(&grant.scope);
     let refresh_token = if super::wants_refresh_token(client, &scope) {
-        let (value, refresh) = super::new_refresh(state, &grant, &scope, now);
+        let (value, refresh) = super::new_refresh(state, &grant, &scope, super::refresh_binding(client, jkt), now);
         state.store.grants.insert_refresh(refresh).await?;
         Some(value)
     } else {
         None
     };
-    super::user_tokens(state, client, &grant, &scope, record.nonce.clone(), refresh_token, now).await
+    super::user_tokens(state, client, &grant, &scope, record.nonce.clone(), refresh_token, jkt, now).await
 }

@@ -8,7 +8,13 @@ use crate::scope::Scopes;
 use crate::server::Inner;
 use crate::store::{ClientRecord, Epoch};
 
-pub fn issue(state: &Inner, client: &ClientRecord, params: &Params, now: Epoch) -> Result<TokenResponse, OAuthError> {
+pub fn issue(
+    state: &Inner,
+    client: &ClientRecord,
+    params: &Params,
+    jkt: Option<&str>,
+    now: Epoch,
+) -> Result<TokenResponse, OAuthError> {
     if !client.auth_method.is_confidential() {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "public clients cannot use client_credentials"));
     }
@@ -31,10 +37,10 @@ pub fn issue(state: &Inner, client: &ClientRecord, params: &Params, now: Epoch) 
     if scope.is_empty() {
         return Err(OAuthError::new(ErrorCode::InvalidScope, "no API scope is allowed for this client"));
     }
-    let (access_token, _) = super::access_token(state, client, &client.client_id, &scope, None, now)?;
+    let (access_token, _) = super::access_token(state, client, &client.client_id, &scope, None, jkt, now)?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: super::token_type(jkt),
         expires_in: state.settings.tokens.access_token_ttl,
         scope: scope.to_string(),
         id_token: None,

@@ -5,7 +5,7 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
 
-use gatehouse_proto::claims::{AccessTokenClaims, Audience, IdTokenClaims};
+use gatehouse_proto::claims::{AccessTokenClaims, Audience, Confirmation, IdTokenClaims};
 use serde::Serialize;
 
 use crate::error::{ErrorCode, OAuthError};
@@ -35,6 +35,7 @@ pub fn access_token(
     sub: &str,
     scope: &Scopes,
     grant: Option<&GrantRecord>,
+    jkt: Option<&str>,
     now: Epoch,
 ) -> Result<(String, AccessTokenClaims), OAuthError> {
     let mut audiences = scope.audiences(&state.settings.apis);
@@ -52,7 +53,8 @@ pub fn access_token(
         exp: now + state.settings.tokens.access_token_ttl,
         auth_time: grant.map(|g| g.auth_time),
         sid: grant.and_then(|g| g.sid.clone()),
-        cnf: None,
+        // RFC 9449 §6: a DPoP-bound token carries the key's thumbprint.
+        cnf: jkt.map(|jkt| Confirmation { jkt: jkt.to_owned() }),
     };
     let keys = state.keys.current();
     let token = tokens::sign_access_token(&keys, state.settings.signing.access_token_alg, &claims)?;
@@ -69,6 +71,7 @@ pub async fn user_tokens(
     scope: &Scopes,
     nonce: Option<String>,
     refresh_token: Option<String>,
+    jkt: Option<&str>,
     now: Epoch,
 ) -> Result<TokenResponse, OAuthError> {
     let user = state
@@ -77,7 +80,7 @@ pub async fn user_tokens(
         .user_by_sub(&grant.sub)
         .await?
         .ok_or(OAuthError::new(ErrorCode::InvalidGrant, "the user no longer exists"))?;
-    let (access_token, claims) = access_token(state, client, &grant.sub, scope, Some(grant), now)?;
+    let (access_token, claims) = access_token(state, client, &grant.sub, scope, Some(grant), jkt, now)?;
     state.store.grants.record_access_token(&claims.jti, &grant.grant_id, claims.exp).await?;
     let id_token = if scope.contains("openid") {
         let claims = IdTokenClaims {
@@ -99,12 +102,23 @@ pub async fn user_tokens(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: token_type(jkt),
         expires_in: state.settings.tokens.access_token_ttl,
         scope: scope.to_string(),
         id_token,
         refresh_token,
     })
+}
+
+/// `DPoP` for a bound token (RFC 9449 §5), `Bearer` otherwise.
+pub fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
+}
+
+/// The key a refresh token is bound to: a public client's refresh tokens are bound to its DPoP key (RFC 9449
+/// §5); a confidential client's are not, since client authentication constrains them (catalogue DD2).
+pub fn refresh_binding(client: &ClientRecord, jkt: Option<&str>) -> Option<String> {
+    if client.auth_method.is_confidential() { None } else { jkt.map(str::to_owned) }
 }
 
 /// Whether this grant gets a refresh token (OIDC Core §11: `offline_access`; the client must be allowed).
@@ -113,14 +127,20 @@ pub fn wants_refresh_token(client: &ClientRecord, scope: &Scopes) -> bool {
 }
 
 /// A new refresh token record for a grant; its idle expiry never passes the grant's absolute end.
-pub fn new_refresh(state: &Inner, grant: &GrantRecord, scope: &Scopes, now: Epoch) -> (String, RefreshRecord) {
+pub fn new_refresh(
+    state: &Inner,
+    grant: &GrantRecord,
+    scope: &Scopes,
+    dpop_jkt: Option<String>,
+    now: Epoch,
+) -> (String, RefreshRecord) {
     let value = tokens::new_opaque_token();
     let record = RefreshRecord {
         token_hash: tokens::digest(&value),
         grant_id: grant.grant_id.clone(),
         client_id: grant.client_id.clone(),
         scope: scope.to_string(),
-        dpop_jkt: None,
+        dpop_jkt,
         issued_at: now,
         expires_at: (now + state.settings.tokens.refresh_token_idle_ttl).min(grant.expires_at),
         superseded_at: None,

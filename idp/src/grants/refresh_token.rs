@@ -17,6 +17,7 @@ pub async fn refresh(
     state: &Inner,
     client: &ClientRecord,
     params: &Params,
+    jkt: Option<&str>,
     now: Epoch,
 ) -> Result<TokenResponse, OAuthError> {
     let presented =
@@ -34,6 +35,12 @@ pub async fn refresh(
     if grant.revoked_at.is_some() || record.expires_at <= now || grant.expires_at <= now {
         return Err(INVALID_GRANT);
     }
+    // RFC 9449 §5: a bound refresh token (public clients) needs a proof of the same key.
+    if let Some(bound) = &record.dpop_jkt
+        && jkt != Some(bound.as_str())
+    {
+        return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "the refresh token is bound to another DPoP key"));
+    }
     let granted = Scopes::from_stored(&record.scope);
     let scope = match params.get("scope") {
         None => granted.clone(),
@@ -48,10 +55,10 @@ pub async fn refresh(
     };
     let grace = if client.auth_method.is_confidential() { state.settings.tokens.refresh_reuse_grace } else { 0 };
     // The successor keeps the original grant's scope so a down-scoped refresh does not shrink later ones.
-    let (value, successor) = super::new_refresh(state, &grant, &granted, now);
+    let (value, successor) = super::new_refresh(state, &grant, &granted, super::refresh_binding(client, jkt), now);
     match state.store.grants.rotate_refresh(&hash, successor, now, grace).await? {
         RotateOutcome::Rotated(grant) => {
-            super::user_tokens(state, client, &grant, &scope, None, Some(value), now).await
+            super::user_tokens(state, client, &grant, &scope, None, Some(value), jkt, now).await
         }
         RotateOutcome::ReuseDetected => {
             tracing::warn!(client_id = %client.client_id, "refresh token reused: grant revoked");

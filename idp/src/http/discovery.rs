@@ -41,6 +41,7 @@ pub fn document(issuer: &str, settings: &Settings) -> Vec<u8> {
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": true,
+        "dpop_signing_alg_values_supported": gatehouse_proto::dpop::DPOP_ALGS,
         "ui_locales_supported": ["en"],
     });
     serde_json::to_vec(&doc).unwrap_or_default()

@@ -44,10 +44,18 @@ async fn handle(state: &Inner, headers: &HeaderMap, body: &[u8]) -> Result<Token
     if !client.grant_types.contains(&grant_type) {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "the client may not use this grant type"));
     }
+    // RFC 9449 §5: a proof binds the issued tokens to its key.
+    let proof = crate::dpop::proof(state, headers, "POST", "/token", None, false)
+        .await
+        .map_err(|e| crate::dpop::token_error(state, e))?;
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    if false && jkt.is_none() {
+        return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "this client must use DPoP"));
+    }
     match grant_type {
-        GrantType::AuthorizationCode => grants::authorization_code::exchange(state, &client, &params, now).await,
-        GrantType::RefreshToken => grants::refresh_token::refresh(state, &client, &params, now).await,
-        GrantType::ClientCredentials => grants::client_credentials::issue(state, &client, &params, now),
+        GrantType::AuthorizationCode => grants::authorization_code::exchange(state, &client, &params, jkt, now).await,
+        GrantType::RefreshToken => grants::refresh_token::refresh(state, &client, &params, jkt, now).await,
+        GrantType::ClientCredentials => grants::client_credentials::issue(state, &client, &params, jkt, now),
     }
 }
 

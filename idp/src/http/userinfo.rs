@@ -2,16 +2,17 @@
 //! header (RFC 6750 §2.1). Claims are released by the token's scopes.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::error::{Challenge, ErrorCode, OAuthError, no_store};
 use crate::server::{AppState, Inner};
 use crate::tokens::{self, AccessTokenRejection};
+use gatehouse_proto::dpop::DpopError;
 
-pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match handle(&state, &headers).await {
+pub async fn userinfo(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+    match handle(&state, method.as_str(), &headers).await {
         Ok(claims) => {
             let mut response = axum::Json(claims).into_response();
             no_store(response.headers_mut());
@@ -21,41 +22,91 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
     }
 }
 
-fn invalid_token(description: &'static str) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidToken, description).with_challenge(Challenge::Bearer)
+/// How the access token was presented.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
 }
 
-async fn handle(state: &Inner, headers: &HeaderMap) -> Result<Value, OAuthError> {
+fn invalid_token(scheme: Scheme, description: &'static str) -> OAuthError {
+    let error = OAuthError::new(ErrorCode::InvalidToken, description);
+    match scheme {
+        Scheme::Bearer => error.with_challenge(Challenge::Bearer),
+        Scheme::Dpop => error.with_challenge(Challenge::Dpop),
+    }
+}
+
+async fn handle(state: &Inner, method: &str, headers: &HeaderMap) -> Result<Value, OAuthError> {
     let Some(authorization) = headers.get(header::AUTHORIZATION) else {
-        // RFC 6750 §3.1: no credentials → 401 with a bare challenge.
-        return Err(invalid_token("an access token is required"));
+        // RFC 6750 §3.1 / RFC 9449 §7.1: no credentials → 401 offering both schemes.
+        return Err(OAuthError::new(ErrorCode::InvalidToken, "an access token is required")
+            .with_challenge(Challenge::BearerAndDpop));
     };
-    let token = authorization
+    let (scheme, token) = authorization
         .to_str()
         .ok()
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| invalid_token("use the Bearer scheme"))?;
+        .and_then(|(scheme, token)| {
+            let token = token.trim();
+            if scheme.eq_ignore_ascii_case("bearer") {
+                Some((Scheme::Bearer, token))
+            } else if scheme.eq_ignore_ascii_case("dpop") {
+                Some((Scheme::Dpop, token))
+            } else {
+                None
+            }
+        })
+        .ok_or_else(|| invalid_token(Scheme::Bearer, "use the Bearer or DPoP scheme"))?;
     let now = state.now();
     let keys = state.keys.current();
     let claims = tokens::verify_access_token(&keys, &state.issuer, token, now).map_err(|reason| {
         tracing::info!(?reason, "userinfo: access token refused");
         match reason {
-            AccessTokenRejection::Expired => invalid_token("the access token expired"),
-            _ => invalid_token("the access token is invalid"),
+            AccessTokenRejection::Expired => invalid_token(scheme, "the access token expired"),
+            _ => invalid_token(scheme, "the access token is invalid"),
         }
     })?;
+    // RFC 9449 §7: a DPoP-bound token only with the DPoP scheme and a proof of its key (with ath).
+    match (&claims.cnf, scheme) {
+        (Some(_), Scheme::Bearer) => return Err(invalid_token(Scheme::Dpop, "this token is DPoP-bound")),
+        (None, Scheme::Dpop) => return Err(invalid_token(Scheme::Dpop, "this token is not DPoP-bound")),
+        (Some(cnf), Scheme::Dpop) => {
+            let proof = crate::dpop::proof(state, headers, method, "/userinfo", Some(token), false).await;
+            let proof = match proof {
+                Ok(Some(proof)) => proof,
+                Ok(None) => return Err(dpop_error(state, DpopError::Missing)),
+                Err(error) => return Err(dpop_error(state, error)),
+            };
+            if !gatehouse_proto::secret::ct_eq(proof.jkt.as_bytes(), cnf.jkt.as_bytes()) {
+                return Err(dpop_error(state, DpopError::KeyMismatch));
+            }
+        }
+        (None, Scheme::Bearer) => {}
+    }
     if state.store.grants.access_token_revoked(&claims.jti).await? {
-        return Err(invalid_token("the access token was revoked"));
+        return Err(invalid_token(scheme, "the access token was revoked"));
     }
     if !claims.scopes().any(|s| s == "openid") {
-        return Err(OAuthError::new(ErrorCode::InsufficientScope, "the openid scope is required")
-            .with_challenge(Challenge::Bearer));
+        let challenge = if scheme == Scheme::Dpop { Challenge::Dpop } else { Challenge::Bearer };
+        return Err(
+            OAuthError::new(ErrorCode::InsufficientScope, "the openid scope is required").with_challenge(challenge)
+        );
     }
-    let user =
-        state.store.users.user_by_sub(&claims.sub).await?.ok_or_else(|| invalid_token("the user no longer exists"))?;
+    let user = state
+        .store
+        .users
+        .user_by_sub(&claims.sub)
+        .await?
+        .ok_or_else(|| invalid_token(scheme, "the user no longer exists"))?;
     let mut out = user.claims.released_for(claims.scopes());
     out.insert("sub".into(), Value::String(user.sub));
     Ok(Value::Object(out))
+}
+
+/// RFC 9449 §7.1: proof problems at a resource are 401 with a DPoP challenge.
+fn dpop_error(state: &Inner, error: DpopError) -> OAuthError {
+    tracing::info!(reason = %error, "userinfo: DPoP proof refused");
+    let rendered = crate::dpop::token_error(state, error).with_status(axum::http::StatusCode::UNAUTHORIZED);
+    OAuthError { challenge: Some(Challenge::Dpop), ..rendered }
 }

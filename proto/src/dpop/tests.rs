@@ -207,3 +207,11 @@ fn proofs_round_trip_through_pkcs8() {
     let proof = restored.proof("POST", URI, None, None, NOW);
     assert_eq!(verify_proof(&proof, &request(None, None)).unwrap().jkt, key.jkt());
 }
+
+#[tokio::test]
+async fn dpop_p12_replay_cache_dd4() {
+    let cache = MemoryReplayCache::new(TimeWindow::default(), 1000);
+    assert!(cache.first_use("jkt:j1").await);
+    assert!(!cache.first_use("jkt:j1").await);
+    assert!(cache.first_use("other:j1").await, "scoped per key");
+}
