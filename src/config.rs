@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use gatehouse_idp::settings::{
-    ApiResource, LoginSettings, MasterKey, SeedClient, SeedPassword, SeedUser, SessionSettings, Settings,
+    ApiResource, DpopSettings, LoginSettings, MasterKey, SeedClient, SeedPassword, SeedUser, SessionSettings, Settings,
     SigningSettings, TokenSettings, check_issuer,
 };
 use gatehouse_idp::store::ClientRecord;
@@ -54,6 +54,8 @@ pub struct RawIdp {
     #[serde(default)]
     pub signing: RawSigning,
     #[serde(default)]
+    pub dpop: RawDpop,
+    #[serde(default)]
     pub apis: Vec<RawApi>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
@@ -89,6 +91,14 @@ pub struct RawSigning {
     pub id_token_alg: Option<String>,
     pub access_token_alg: Option<String>,
     pub key_reload_interval_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDpop {
+    pub require_nonce: Option<bool>,
+    pub nonce_lifetime_seconds: Option<i64>,
+    pub proof_max_age_seconds: Option<i64>,
+    pub proof_future_skew_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -542,6 +552,28 @@ fn validate_idp(raw: RawIdp, base: &Path, p: &mut Problems) -> Option<IdpConfig>
             dg.key_reload_interval,
         ),
     };
+    let dd = DpopSettings::default();
+    let dpop = DpopSettings {
+        require_nonce: raw.dpop.require_nonce.unwrap_or(dd.require_nonce),
+        nonce_lifetime: positive(
+            p,
+            "idp.dpop.nonce_lifetime_seconds",
+            raw.dpop.nonce_lifetime_seconds,
+            dd.nonce_lifetime,
+        ),
+        window: gatehouse_proto::dpop::TimeWindow {
+            max_age: positive(p, "idp.dpop.proof_max_age_seconds", raw.dpop.proof_max_age_seconds, dd.window.max_age),
+            future_skew: positive(
+                p,
+                "idp.dpop.proof_future_skew_seconds",
+                raw.dpop.proof_future_skew_seconds,
+                dd.window.future_skew,
+            ),
+        },
+    };
+    if dpop.window.max_age < 10 || dpop.window.future_skew < 10 {
+        p.add("idp.dpop", "accept at least 10 seconds of clock skew and proof age (catalogue DD5)");
+    }
     let apis = validate_apis(raw.apis, p);
     let api_scopes: BTreeSet<String> = apis.iter().flat_map(|a| a.scopes.iter().cloned()).collect();
     let clients = validate_clients(raw.clients, base, id_token_alg, &api_scopes, p);
@@ -555,6 +587,7 @@ fn validate_idp(raw: RawIdp, base: &Path, p: &mut Problems) -> Option<IdpConfig>
         login,
         session,
         signing,
+        dpop,
         apis,
         max_body_bytes,
     };
