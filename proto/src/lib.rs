@@ -12,6 +12,8 @@ pub mod dpop_key;
 pub mod jwk;
 pub mod pkce;
 pub mod secret;
+#[cfg(feature = "verifier")]
+pub mod verifier;
 pub mod vocab;
 
 pub use jwk::{Jwk, JwkSet};

@@ -51,6 +51,7 @@ pub fn access_token(
         jti: crate::random::token::<16>(),
         iat: now,
         exp: now + state.settings.tokens.access_token_ttl,
+        nbf: None,
         auth_time: grant.map(|g| g.auth_time),
         sid: grant.and_then(|g| g.sid.clone()),
         // RFC 9449 §6: a DPoP-bound token carries the key's thumbprint.
