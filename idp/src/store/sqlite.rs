@@ -712,3 +712,188 @@ fn session_from(row: &SqliteRow) -> StoreResult<IdpSessionRecord> {
         expires_at: column(row, "expires_at")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::conformance::unique_temp_directory;
+
+    /// A file store in a fresh directory, removed when the test ends.
+    struct FileStore {
+        url: String,
+        directory: std::path::PathBuf,
+    }
+
+    impl FileStore {
+        fn new() -> Self {
+            let directory = unique_temp_directory();
+            let url = format!("sqlite://{}", directory.join("a").join("b").join("store.db").display());
+            Self { url, directory }
+        }
+    }
+
+    impl Drop for FileStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.directory);
+        }
+    }
+
+    /// The value of a `PRAGMA` on one of the store's connections, as text.
+    async fn pragma(store: &SqliteStore, sql: &'static str) -> String {
+        let row = sqlx::query(sql).fetch_one(&store.pool).await.unwrap();
+        row.try_get::<String, _>(0).or_else(|_| row.try_get::<i64, _>(0).map(|n| n.to_string())).unwrap()
+    }
+
+    #[test]
+    fn memory_urls_are_recognised() {
+        for (url, memory) in [
+            ("sqlite::memory:", true),
+            ("sqlite://:memory:", true),
+            ("sqlite://?mode=memory", true),
+            ("sqlite://shared?mode=memory&cache=shared", true),
+            ("sqlite://data/gatehouse.db", false),
+            ("sqlite:///var/lib/gatehouse/gatehouse.db", false),
+            ("sqlite://memory.db?mode=rwc", false),
+        ] {
+            assert_eq!(is_memory(url), memory, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn file_store_creates_its_directory_and_sets_the_sharing_pragmas() {
+        let file = FileStore::new();
+        let store = SqliteStore::open(&file.url).await.unwrap();
+        assert!(file.directory.join("a").join("b").join("store.db").is_file());
+        assert_eq!(pragma(&store, "PRAGMA journal_mode").await, "wal");
+        assert_eq!(pragma(&store, "PRAGMA foreign_keys").await, "1");
+        assert_eq!(pragma(&store, "PRAGMA busy_timeout").await, "5000");
+        assert_eq!(pragma(&store, "PRAGMA synchronous").await, "1", "NORMAL");
+    }
+
+    #[tokio::test]
+    async fn memory_store_enforces_foreign_keys() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        assert_eq!(pragma(&store, "PRAGMA foreign_keys").await, "1");
+        let orphan = store.record_access_token("at-1", "no-such-grant", 100).await;
+        assert!(orphan.is_err(), "an access token needs its grant");
+    }
+
+    #[tokio::test]
+    async fn reopening_a_file_keeps_its_data() {
+        let file = FileStore::new();
+        let first = Store::open(&file.url).await.unwrap();
+        first.sessions.insert_session(session("s1")).await.unwrap();
+        drop(first);
+        let second = Store::open(&file.url).await.unwrap();
+        assert_eq!(second.sessions.session("s1", 0).await.unwrap(), Some(session("s1")), "migrations ran once");
+    }
+
+    /// The CLI and a running server each open the file with their own pool: a code is still spent once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_file_spend_a_code_once() {
+        let file = FileStore::new();
+        let (server, cli) = (Store::open(&file.url).await.unwrap(), Store::open(&file.url).await.unwrap());
+        server.grants.insert_code(grant("g1"), code(b"code-1", "g1")).await.unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let grants: Arc<dyn GrantStore> = if i % 2 == 0 { server.grants.clone() } else { cli.grants.clone() };
+                tokio::spawn(async move { grants.consume_code(b"code-1", 150).await.unwrap() })
+            })
+            .collect();
+        let mut consumed = 0;
+        for task in tasks {
+            if matches!(task.await.unwrap(), CodeOutcome::Consumed(..)) {
+                consumed += 1;
+            }
+        }
+        assert_eq!(consumed, 1);
+    }
+
+    #[tokio::test]
+    async fn purge_counts_every_row_it_removes() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.insert_code(grant("g1"), code(b"code-1", "g1")).await.unwrap(); // grant ends at 5000, code at 200
+        store.record_access_token("at-1", "g1", 300).await.unwrap();
+        store.consume_jti("assertion", "j1", 200, 100).await.unwrap();
+        store.insert_session(session("s1")).await.unwrap(); // ends at 1000
+        assert_eq!(store.purge_expired(199).await.unwrap(), 0);
+        assert_eq!(store.purge_expired(300).await.unwrap(), 3, "code, access token, jti");
+        assert_eq!(store.purge_expired(5000).await.unwrap(), 2, "session, grant");
+        assert_eq!(store.purge_expired(5000).await.unwrap(), 0);
+    }
+
+    /// Rows written by something else (an older version, a hand edit) that do not decode are errors, not panics.
+    #[tokio::test]
+    async fn undecodable_rows_are_store_errors() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        for sql in [
+            "INSERT INTO signing_keys VALUES ('k1', 'none', 'active', x'00', '{\"kty\":\"EC\"}', 1, NULL, NULL)",
+            "INSERT INTO clients VALUES ('c1', '{\"client_id\":\"c1\"}')",
+            "INSERT INTO users VALUES ('sub-a', 'alice', 'hash', '\"not an object\"', 1)",
+        ] {
+            sqlx::query(sql).execute(&store.pool).await.unwrap();
+        }
+        let error = store.list_keys().await.unwrap_err();
+        assert!(error.0.contains("unknown alg"), "{error}");
+        assert!(store.client("c1").await.is_err());
+        assert!(store.list_clients().await.is_err());
+        assert!(store.user_by_username("alice").await.is_err());
+
+        sqlx::query("UPDATE signing_keys SET alg = 'ES256', public_jwk = '[1]'").execute(&store.pool).await.unwrap();
+        assert!(store.list_keys().await.is_err(), "a JWK of the wrong shape");
+    }
+
+    /// STRICT tables refuse a value of the wrong type on write, so readers never meet one.
+    #[tokio::test]
+    async fn the_schema_refuses_ill_typed_values() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        for sql in [
+            "INSERT INTO idp_sessions VALUES ('s1', 'alice', 'yesterday', 1, 1, 1)",
+            "INSERT INTO signing_keys VALUES ('k1', 'ES256', 'revoked', x'00', '{}', 1, NULL, NULL)",
+            "INSERT INTO clients VALUES ('c1', 'not json')",
+        ] {
+            assert!(sqlx::query(sql).execute(&store.pool).await.is_err(), "{sql}");
+        }
+    }
+
+    fn grant(grant_id: &str) -> GrantRecord {
+        GrantRecord {
+            grant_id: grant_id.into(),
+            client_id: "web".into(),
+            sub: "sub-a".into(),
+            scope: "openid".into(),
+            auth_time: 100,
+            sid: None,
+            created_at: 100,
+            expires_at: 5000,
+            revoked_at: None,
+        }
+    }
+
+    fn code(code_hash: &[u8], grant_id: &str) -> CodeRecord {
+        CodeRecord {
+            code_hash: code_hash.to_vec(),
+            grant_id: grant_id.into(),
+            client_id: "web".into(),
+            redirect_uri: "https://a/cb".into(),
+            code_challenge: "challenge".into(),
+            nonce: None,
+            dpop_jkt: None,
+            expires_at: 200,
+        }
+    }
+
+    fn session(sid: &str) -> IdpSessionRecord {
+        IdpSessionRecord {
+            sid: sid.into(),
+            sub: "sub-a".into(),
+            auth_time: 1,
+            created_at: 1,
+            last_seen: 1,
+            expires_at: 1000,
+        }
+    }
+}
