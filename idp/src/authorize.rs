@@ -23,6 +23,9 @@ pub struct AuthorizeRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// RFC 9449 §10: the code is bound to this DPoP key (from `dpop_jkt` or the PAR request's proof).
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// OIDC Core §3.1.2.1 `prompt`, reduced to what changes behaviour here. `consent` and `select_account` are
@@ -76,9 +79,6 @@ pub fn validate(params: &Params, client: Option<&ClientRecord>) -> Result<Author
     if params.contains("request") {
         return Err(redirect(ErrorCode::RequestNotSupported, "request objects are not supported"));
     }
-    if params.contains("request_uri") {
-        return Err(redirect(ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
-    }
     // RFC 6749 §4.1.1: response_type=code is the only flow.
     match params.get("response_type") {
         None => return Err(redirect(ErrorCode::InvalidRequest, "response_type is required")),
@@ -129,6 +129,14 @@ pub fn validate(params: &Params, client: Option<&ClientRecord>) -> Result<Author
         return Err(redirect(ErrorCode::InvalidRequest, "nonce is too long"));
     }
     let login_hint = params.get("login_hint").filter(|h| h.len() <= 256).map(str::to_owned);
+    // RFC 9449 §10: dpop_jkt is a JWK SHA-256 thumbprint (43 base64url characters).
+    let dpop_jkt = match params.get("dpop_jkt") {
+        None => None,
+        Some(jkt) if jkt.len() == 43 && gatehouse_proto::b64::decode(jkt).is_some_and(|b| b.len() == 32) => {
+            Some(jkt.to_owned())
+        }
+        Some(_) => return Err(redirect(ErrorCode::InvalidRequest, "dpop_jkt must be a JWK SHA-256 thumbprint")),
+    };
     Ok(AuthorizeRequest {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -139,6 +147,7 @@ pub fn validate(params: &Params, client: Option<&ClientRecord>) -> Result<Author
         prompt,
         max_age,
         login_hint,
+        dpop_jkt,
     })
 }
 
@@ -206,6 +215,9 @@ mod tests {
             id_token_signed_response_alg: SigningAlg::RS256,
             backchannel_logout_uri: None,
             source: String::new(),
+            require_dpop: false,
+            require_dpop_nonce: false,
+            require_pushed_authorization_requests: false,
         }
     }
 

@@ -113,6 +113,9 @@ impl Idp {
             .route("/login", post(http::authorize::login))
             .route("/token", post(http::token::token))
             .route("/userinfo", get(http::userinfo::userinfo).post(http::userinfo::userinfo))
+            .route("/par", post(http::par::par))
+            .route("/introspect", post(http::introspect::introspect))
+            .route("/revoke", post(http::revoke::revoke))
             .route("/static/style.css", get(http::pages::stylesheet))
             .fallback(http::pages::not_found)
             .layer(DefaultBodyLimit::max(limit))
@@ -121,17 +124,25 @@ impl Idp {
             .with_state(self.state.clone())
     }
 
-    /// Starts the background tasks: key reload (picks up rotations made elsewhere) and expiry clean-up.
+    /// Starts the background tasks, each `key_reload_interval` (the first tick at once): key maintenance
+    /// (`keys::maintain`: publishes, activates, retires and removes keys on schedule), then key reload (picks up
+    /// those steps and the ones taken by other nodes or `gatehouse keys rotate`); and expiry clean-up.
     pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
         let state = self.state.clone();
         tokio::spawn(async move {
             let every = Duration::from_secs(state.settings.signing.key_reload_interval.max(1) as u64);
+            let signing = &state.settings.signing;
+            let algs = [signing.id_token_alg, signing.access_token_alg, gatehouse_proto::vocab::SigningAlg::RS256];
             let mut ticker = tokio::time::interval(every);
             let mut ticks: u64 = 0;
             loop {
                 ticker.tick().await;
                 ticks += 1;
-                if let Err(error) = state.keys.reload(&state.store, &state.settings.master_key).await {
+                let master = &state.settings.master_key;
+                if let Err(error) = crate::keys::maintain(&state.store, master, &algs, signing, state.now()).await {
+                    tracing::warn!(%error, "signing key maintenance failed; retrying at the next tick");
+                }
+                if let Err(error) = state.keys.reload(&state.store, master).await {
                     tracing::warn!(%error, "signing key reload failed; keeping the current keys");
                 }
                 // Purge roughly once a minute.

@@ -30,6 +30,8 @@ pub struct Settings {
     pub apis: Vec<ApiResource>,
     /// Upper bound on a request body, in bytes.
     pub max_body_bytes: usize,
+    /// Every client must push its authorization requests (RFC 9126 §5).
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Lifetimes, all in seconds.
@@ -73,8 +75,19 @@ pub struct SigningSettings {
     pub id_token_alg: SigningAlg,
     /// Access token algorithm.
     pub access_token_alg: SigningAlg,
-    /// How often a node re-reads signing keys from the store (picks up `gatehouse keys rotate`).
+    /// How often a node runs key maintenance (`keys::maintain`) and re-reads signing keys from the store (picks
+    /// up `gatehouse keys rotate` and steps taken by other nodes).
     pub key_reload_interval: i64,
+    /// How long a key signs before its successor takes over, in seconds. Default 90 days.
+    pub rotation_interval: i64,
+    /// How long a new key is published (`Pending`, in the JWK Set) before it signs, in seconds, so verifiers
+    /// that cache the JWK Set know it before the first token it signs arrives. Must exceed the JWK Set cache
+    /// lifetime (60 s) plus `key_reload_interval`, and be shorter than `rotation_interval`. Default 14 days.
+    pub propagation_time: i64,
+    /// How long a retired key stays published after it stopped signing, in seconds, so the tokens it signed keep
+    /// verifying. Must be at least the longest token lifetime (`access_token_ttl`, `id_token_ttl`): a shorter
+    /// retention removes a key while tokens it signed are still unexpired. Default 14 days.
+    pub retention_time: i64,
 }
 
 /// DPoP (RFC 9449) at the token, PAR and userinfo endpoints.
@@ -163,7 +176,14 @@ impl Default for SessionSettings {
 
 impl Default for SigningSettings {
     fn default() -> Self {
-        Self { id_token_alg: SigningAlg::RS256, access_token_alg: SigningAlg::ES256, key_reload_interval: 10 }
+        Self {
+            id_token_alg: SigningAlg::RS256,
+            access_token_alg: SigningAlg::ES256,
+            key_reload_interval: 10,
+            rotation_interval: 90 * 24 * 3600,
+            propagation_time: 14 * 24 * 3600,
+            retention_time: 14 * 24 * 3600,
+        }
     }
 }
 
@@ -187,6 +207,7 @@ impl Settings {
             dpop: DpopSettings::default(),
             apis: vec![ApiResource { audience: "https://api.test".into(), scopes: vec!["api".into()] }],
             max_body_bytes: 64 * 1024,
+            require_pushed_authorization_requests: false,
         }
     }
 }

@@ -37,6 +37,9 @@ async fn setup(require_dpop: bool) -> Setup {
         id_token_signed_response_alg: SigningAlg::RS256,
         backchannel_logout_uri: None,
         source: String::new(),
+        require_dpop: false,
+        require_dpop_nonce: false,
+        require_pushed_authorization_requests: false,
     };
     admin::seed(&store, &[], &[SeedClient { record: client, secret: Some(Secret::new(SECRET)) }], 0).await.unwrap();
     let idp = Idp::start(settings, store).await.unwrap();

@@ -50,9 +50,33 @@ async fn authorize(state: &Inner, headers: &HeaderMap, raw: &[u8]) -> Response {
         },
         None => None,
     };
-    let request = match authorize::validate(&params, client.as_ref()) {
-        Ok(request) => request,
-        Err(error) => return authorize_error(state, error),
+    let request = match params.get("request_uri") {
+        // RFC 9126 §4: a pushed request, taken once; nothing in the query may change it.
+        Some(request_uri) => match pushed_request(state, &params, request_uri, client.as_ref()).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        },
+        None => {
+            let request = match authorize::validate(&params, client.as_ref()) {
+                Ok(request) => request,
+                Err(error) => return authorize_error(state, error),
+            };
+            // RFC 9126 §5: PAR required for this client or for everyone.
+            if state.settings.require_pushed_authorization_requests
+                || client.as_ref().is_some_and(|c| c.require_pushed_authorization_requests)
+            {
+                return authorize_error(
+                    state,
+                    AuthorizeError::Redirect {
+                        redirect_uri: request.redirect_uri,
+                        state: request.state,
+                        error: ErrorCode::InvalidRequest,
+                        description: "this client must use pushed authorization requests",
+                    },
+                );
+            }
+            request
+        }
     };
     let now = state.now();
     let session = match current_session(state, headers, now).await {
@@ -80,6 +104,36 @@ async fn authorize(state: &Inner, headers: &HeaderMap, raw: &[u8]) -> Response {
     let client_name = client.as_ref().and_then(|c| c.name.clone()).unwrap_or_else(|| request.client_id.clone());
     let username = request.login_hint.clone().unwrap_or_default();
     login_page(state, StatusCode::OK, request, &client_name, &username, None)
+}
+
+/// Resolves `request_uri` to the request pushed at the PAR endpoint (single use, bound to its client).
+async fn pushed_request(
+    state: &Inner,
+    params: &Params,
+    request_uri: &str,
+    client: Option<&crate::store::ClientRecord>,
+) -> Result<AuthorizeRequest, Response> {
+    let Some(client) = client else {
+        return Err(pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "The application that sent you here is not registered.",
+        ));
+    };
+    // RFC 9126 §4 / OAUTH-PAR11: only client_id and request_uri may accompany it.
+    if params.pairs().iter().any(|(name, value)| !value.is_empty() && name != "client_id" && name != "request_uri") {
+        return Err(pages::error_page(StatusCode::BAD_REQUEST, "A pushed request cannot be changed in the browser."));
+    }
+    let record = match state.store.pushed.take_pushed(&tokens::digest(request_uri), state.now()).await {
+        Ok(record) => record,
+        Err(error) => return Err(store_failure_page(error)),
+    };
+    // invalid_request_uri (RFC 9126 §4): unknown, expired, used, or pushed by another client (OAUTH-PAR08/13).
+    let request = record
+        .filter(|r| r.client_id == client.client_id)
+        .and_then(|r| serde_json::from_str::<AuthorizeRequest>(&r.request).ok());
+    request.ok_or_else(|| {
+        pages::error_page(StatusCode::BAD_REQUEST, "This sign-in request has expired or was already used.")
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -262,7 +316,7 @@ async fn issue_code(
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),
         nonce: request.nonce.clone(),
-        dpop_jkt: None,
+        dpop_jkt: request.dpop_jkt.clone(),
         expires_at: now + state.settings.tokens.code_ttl.min(60),
     };
     state.store.grants.insert_code(grant, record).await?;

@@ -3,6 +3,9 @@
 pub mod authorize;
 pub mod cookies;
 pub mod discovery;
+pub mod introspect;
 pub mod pages;
+pub mod par;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;

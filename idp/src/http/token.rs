@@ -28,15 +28,8 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 async fn handle(state: &Inner, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, OAuthError> {
-    if !super::authorize::is_form_request(headers) {
-        return Err(OAuthError::new(ErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"));
-    }
-    let params = Params::parse(body)
-        .map_err(|_| OAuthError::new(ErrorCode::InvalidRequest, "a parameter was sent more than once"))?;
-    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
-    let presented = client_auth::presented(authorization, &params)?;
+    let (client, params) = authenticated_form(state, headers, body).await?;
     let now = state.now();
-    let client = authenticate(state, &presented, now).await?;
     let grant_type =
         params.get("grant_type").ok_or(OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?;
     let grant_type = GrantType::parse(grant_type)
@@ -45,11 +38,11 @@ async fn handle(state: &Inner, headers: &HeaderMap, body: &[u8]) -> Result<Token
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "the client may not use this grant type"));
     }
     // RFC 9449 §5: a proof binds the issued tokens to its key.
-    let proof = crate::dpop::proof(state, headers, "POST", "/token", None, false)
+    let proof = crate::dpop::proof(state, headers, "POST", "/token", None, client.require_dpop_nonce)
         .await
         .map_err(|e| crate::dpop::token_error(state, e))?;
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
-    if false && jkt.is_none() {
+    if client.require_dpop && jkt.is_none() {
         return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "this client must use DPoP"));
     }
     match grant_type {
@@ -57,6 +50,24 @@ async fn handle(state: &Inner, headers: &HeaderMap, body: &[u8]) -> Result<Token
         GrantType::RefreshToken => grants::refresh_token::refresh(state, &client, &params, jkt, now).await,
         GrantType::ClientCredentials => grants::client_credentials::issue(state, &client, &params, jkt, now),
     }
+}
+
+/// Parses a form-encoded back-channel request (token, PAR, introspection, revocation) and authenticates its
+/// client (RFC 6749 §2.3).
+pub async fn authenticated_form(
+    state: &Inner,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(ClientRecord, Params), OAuthError> {
+    if !super::authorize::is_form_request(headers) {
+        return Err(OAuthError::new(ErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"));
+    }
+    let params = Params::parse(body)
+        .map_err(|_| OAuthError::new(ErrorCode::InvalidRequest, "a parameter was sent more than once"))?;
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let presented = client_auth::presented(authorization, &params)?;
+    let client = authenticate(state, &presented, state.now()).await?;
+    Ok((client, params))
 }
 
 /// Looks the client up and checks its credentials; spends a client assertion's `jti`.

@@ -84,7 +84,7 @@ async fn handle(state: &Inner, method: &str, headers: &HeaderMap) -> Result<Valu
         }
         (None, Scheme::Bearer) => {}
     }
-    if state.store.grants.access_token_revoked(&claims.jti).await? {
+    if !super::introspect::access_token_active(state, &claims.jti).await? {
         return Err(invalid_token(scheme, "the access token was revoked"));
     }
     if !claims.scopes().any(|s| s == "openid") {

@@ -398,6 +398,60 @@ async fn sessions_expire_touch_and_list(store: &Store) {
     assert_eq!(sessions.sessions_of("alice", 50).await.unwrap(), [second]);
 }
 
+/// Session administration (`gatehouse sessions list`): every user's live sessions, or one user's, oldest first.
+async fn sessions_are_listed_for_everyone_or_one_user(store: &Store) {
+    let sessions = &store.sessions;
+    let (bob, alice_old, alice_new) =
+        (session("s-b", "bob", 5, 300), session("s-a1", "alice", 10, 100), session("s-a2", "alice", 20, 300));
+    for s in [&alice_new, &bob, &alice_old] {
+        sessions.insert_session(s.clone()).await.unwrap();
+    }
+    assert_eq!(sessions.list_sessions(None, 50).await.unwrap(), [bob.clone(), alice_old.clone(), alice_new.clone()]);
+    assert_eq!(sessions.list_sessions(Some("alice"), 50).await.unwrap(), [alice_old, alice_new.clone()]);
+    assert_eq!(sessions.list_sessions(None, 100).await.unwrap(), [bob, alice_new], "expires_at <= now is not live");
+    assert!(sessions.list_sessions(Some("nobody"), 50).await.unwrap().is_empty());
+    assert!(sessions.list_sessions(None, 300).await.unwrap().is_empty());
+}
+
+/// OIDC Back-Channel Logout §2.7 / catalogue EP-ES05: ending a session finds and revokes every grant issued
+/// under its `sid`, and only those.
+async fn session_grants_are_listed_and_revoked_together(store: &Store) {
+    let grants = &store.grants;
+    let in_session = |grant_id: &str, sid: Option<&str>, created_at: Epoch| GrantRecord {
+        sid: sid.map(str::to_owned),
+        created_at,
+        ..grant(grant_id, 5000)
+    };
+    let (first, second) = (in_session("g-1", Some("s1"), 100), in_session("g-2", Some("s1"), 90));
+    let other = in_session("g-other", Some("s2"), 100);
+    let sessionless = in_session("g-none", None, 100);
+    for (i, g) in [&first, &second, &other, &sessionless].into_iter().enumerate() {
+        grants.insert_code(g.clone(), code(format!("code-{i}").as_bytes(), &g.grant_id, 200)).await.unwrap();
+    }
+    grants.insert_refresh(refresh(b"rt-1", "g-1", 4000)).await.unwrap();
+    grants.record_access_token("at-1", "g-1", 4000).await.unwrap();
+    grants.record_access_token("at-other", "g-other", 4000).await.unwrap();
+    grants.revoke_grant("g-2", 150).await.unwrap();
+
+    assert_eq!(grants.grants_of_session("s1").await.unwrap(), [second.clone(), first.clone()], "oldest first");
+    assert!(grants.grants_of_session("unknown").await.unwrap().is_empty());
+
+    assert_eq!(grants.revoke_session_grants("s1", 300).await.unwrap(), 1, "g-2 was revoked already");
+    let listed = grants.grants_of_session("s1").await.unwrap();
+    let revoked: Vec<_> = listed.iter().map(|g| (g.grant_id.as_str(), g.revoked_at)).collect();
+    assert_eq!(revoked, [("g-2", Some(150)), ("g-1", Some(300))], "the first revocation time stays");
+    assert!(grants.access_token_revoked("at-1").await.unwrap());
+    assert_eq!(
+        grants.rotate_refresh(b"rt-1", refresh(b"rt-2", "g-1", 4000), 310, 60).await.unwrap(),
+        RotateOutcome::Missing
+    );
+    assert!(!grants.access_token_revoked("at-other").await.unwrap(), "other sessions are untouched");
+    assert_eq!(grants.grant("g-other").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(grants.grant("g-none").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(grants.revoke_session_grants("s1", 400).await.unwrap(), 0, "idempotent");
+    assert_eq!(grants.revoke_session_grants("unknown", 400).await.unwrap(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Purging
 
@@ -504,6 +558,8 @@ macro_rules! conformance {
             jti_is_single_use_until_it_expires,
             jti_is_single_use_under_concurrency,
             sessions_expire_touch_and_list,
+            sessions_are_listed_for_everyone_or_one_user,
+            session_grants_are_listed_and_revoked_together,
             purge_removes_what_has_expired_and_nothing_else,
         );
     };
@@ -566,6 +622,9 @@ fn client(client_id: &str) -> ClientRecord {
         id_token_signed_response_alg: SigningAlg::RS256,
         backchannel_logout_uri: None,
         source: "cli".into(),
+        require_dpop: false,
+        require_dpop_nonce: false,
+        require_pushed_authorization_requests: false,
     }
 }
 

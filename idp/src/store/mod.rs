@@ -82,6 +82,15 @@ pub struct ClientRecord {
     /// Where the record came from: `config` (seeded from the file at start) or `cli`.
     #[serde(default)]
     pub source: String,
+    /// Every token request must carry a DPoP proof (RFC 9449 §5).
+    #[serde(default)]
+    pub require_dpop: bool,
+    /// DPoP proofs of this client must carry a server nonce (RFC 9449 §8).
+    #[serde(default)]
+    pub require_dpop_nonce: bool,
+    /// Authorization requests must be pushed first (RFC 9126 §6).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 #[async_trait]
@@ -227,6 +236,11 @@ pub trait GrantStore: Send + Sync {
     async fn grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
     /// Revokes a grant: its refresh tokens stop working and its recorded access tokens become revoked.
     async fn revoke_grant(&self, grant_id: &str, now: Epoch) -> StoreResult<()>;
+    /// Every grant issued under the IdP session `sid`, revoked or not, oldest first (who to tell at logout).
+    async fn grants_of_session(&self, sid: &str) -> StoreResult<Vec<GrantRecord>>;
+    /// Revokes every grant issued under the IdP session `sid` that is not revoked yet (logout, OIDC Back-Channel
+    /// Logout §2.7); earlier revocation times stay. Returns how many it revoked.
+    async fn revoke_session_grants(&self, sid: &str, now: Epoch) -> StoreResult<u64>;
     async fn insert_refresh(&self, token: RefreshRecord) -> StoreResult<()>;
     /// Looks a refresh token up with its grant, for the protocol checks that precede rotation.
     async fn refresh(&self, token_hash: &[u8]) -> StoreResult<Option<(RefreshRecord, GrantRecord)>>;
@@ -276,6 +290,8 @@ pub trait SessionStore: Send + Sync {
     async fn touch_session(&self, sid: &str, now: Epoch, expires_at: Epoch) -> StoreResult<()>;
     async fn remove_session(&self, sid: &str) -> StoreResult<bool>;
     async fn sessions_of(&self, sub: &str, now: Epoch) -> StoreResult<Vec<IdpSessionRecord>>;
+    /// Sessions live at `now` (every user's, or only those of `sub`), oldest first (`created_at`, then `sid`).
+    async fn list_sessions(&self, sub: Option<&str>, now: Epoch) -> StoreResult<Vec<IdpSessionRecord>>;
 }
 
 /// Every store the token service uses, as trait objects. One back-end usually serves them all.
@@ -286,6 +302,8 @@ pub struct Store {
     pub keys: Arc<dyn KeyStore>,
     pub grants: Arc<dyn GrantStore>,
     pub sessions: Arc<dyn SessionStore>,
+    pub pushed: Arc<dyn PushedRequestStore>,
+    pub revocations: Arc<dyn RevocationStore>,
 }
 
 impl Store {
@@ -303,14 +321,51 @@ impl Store {
     /// One back-end serving every trait.
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: UserStore + ClientStore + KeyStore + GrantStore + SessionStore + 'static,
+        B: UserStore
+            + ClientStore
+            + KeyStore
+            + GrantStore
+            + SessionStore
+            + PushedRequestStore
+            + RevocationStore
+            + 'static,
     {
         Self {
             users: backend.clone(),
             clients: backend.clone(),
             keys: backend.clone(),
             grants: backend.clone(),
-            sessions: backend,
+            sessions: backend.clone(),
+            pushed: backend.clone(),
+            revocations: backend,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Pushed authorization requests (RFC 9126) and access-token revocation (RFC 7009)
+
+/// A pushed authorization request, stored by the SHA-256 of its `request_uri`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedRequestRecord {
+    pub request_uri_hash: Vec<u8>,
+    pub client_id: String,
+    /// The validated request (serialised `AuthorizeRequest`).
+    pub request: String,
+    pub expires_at: Epoch,
+}
+
+#[async_trait]
+pub trait PushedRequestStore: Send + Sync {
+    async fn insert_pushed(&self, record: PushedRequestRecord) -> StoreResult<()>;
+    /// Atomically takes a pushed request (single use, RFC 9126 §4); expired ones are `None`.
+    async fn take_pushed(&self, request_uri_hash: &[u8], now: Epoch) -> StoreResult<Option<PushedRequestRecord>>;
+}
+
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Puts an access token on the deny list until it expires anyway.
+    async fn revoke_access_token(&self, jti: &str, expires_at: Epoch) -> StoreResult<()>;
+    /// True when the token is on the deny list.
+    async fn access_token_denied(&self, jti: &str) -> StoreResult<bool>;
 }

@@ -321,6 +321,30 @@ impl GrantStore for SqliteStore {
         Ok(())
     }
 
+    async fn grants_of_session(&self, sid: &str) -> StoreResult<Vec<GrantRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM grants WHERE sid = ? ORDER BY created_at, grant_id"
+        ))
+        .bind(sid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list grants of session"))?;
+        rows.iter().map(grant_from).collect()
+    }
+
+    async fn revoke_session_grants(&self, sid: &str, now: Epoch) -> StoreResult<u64> {
+        // Idempotent like `revoke_grant`: grants revoked earlier keep their first revocation time.
+        let done = sqlx::query("UPDATE grants SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(sid)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("revoke grants of session"))?;
+        Ok(done.rows_affected())
+    }
+
     async fn insert_refresh(&self, token: RefreshRecord) -> StoreResult<()> {
         let mut connection = self.pool.acquire().await.map_err(failed("acquire connection"))?;
         insert_refresh_in(&mut connection, &token, token.superseded_at).await
@@ -396,7 +420,7 @@ impl GrantStore for SqliteStore {
     async fn purge_expired(&self, now: Epoch) -> StoreResult<u64> {
         // Children first, so the count covers every row removed (a cascade would hide them). A grant past its end
         // stays while one of its access tokens lives: that is where a revoked token's revocation is recorded.
-        const PURGE: [&str; 6] = [
+        const PURGE: [&str; 8] = [
             "DELETE FROM access_tokens WHERE expires_at <= ?1",
             "DELETE FROM auth_codes WHERE expires_at <= ?1
                 OR grant_id IN (SELECT grant_id FROM grants WHERE expires_at <= ?1)",
@@ -406,6 +430,8 @@ impl GrantStore for SqliteStore {
                 AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.grant_id = grants.grant_id)",
             "DELETE FROM used_jtis WHERE expires_at <= ?1",
             "DELETE FROM idp_sessions WHERE expires_at <= ?1",
+            "DELETE FROM pushed_requests WHERE expires_at <= ?1",
+            "DELETE FROM revoked_access_tokens WHERE expires_at <= ?1",
         ];
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("begin purge"))?;
         let mut removed = 0;
@@ -518,6 +544,20 @@ impl SessionStore for SqliteStore {
             "SELECT ",
             session_columns!(),
             " FROM idp_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at, sid"
+        ))
+        .bind(sub)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list sessions"))?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn list_sessions(&self, sub: Option<&str>, now: Epoch) -> StoreResult<Vec<IdpSessionRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM idp_sessions WHERE (?1 IS NULL OR sub = ?1) AND expires_at > ?2 ORDER BY created_at, sid"
         ))
         .bind(sub)
         .bind(now)
@@ -897,3 +937,4 @@ mod tests {
         }
     }
 }
+mod requests;

@@ -86,6 +86,9 @@ pub fn client(id: &str, method: ClientAuthMethod, grants: &[GrantType], scopes: 
         id_token_signed_response_alg: SigningAlg::RS256,
         backchannel_logout_uri: None,
         source: String::new(),
+        require_dpop: false,
+        require_dpop_nonce: false,
+        require_pushed_authorization_requests: false,
     }
 }
 
