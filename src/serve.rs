@@ -1,78 +1,152 @@
-//! `gatehouse serve`: opens the store, seeds what the file declares, binds the listeners (a port in use is a
-//! clear error, not a retry loop) and runs until SIGINT/SIGTERM.
+//! `gatehouse serve`: binds the listener (a port in use is a clear one-line error, not a retry loop), reads or
+//! creates the master key, opens the store, seeds what the configuration file declares, says where it listens,
+//! and runs until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use crate::commands::{open_store, runtime_error};
-use crate::config::{Config, MasterKeySource};
+use gatehouse_idp::settings::SeedPassword;
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::commands::{master_key, now, open_store, runtime_error};
+use crate::config::{Config, IdpConfig};
 
 pub async fn serve(config: Config) -> ExitCode {
-    let idp = config.idp;
-    let (store, master_key) = match open_store(&idp, true).await {
-        Ok(opened) => opened,
+    let Config { idp, notes, .. } = config;
+    for note in &notes {
+        tracing::warn!("{note}");
+    }
+
+    // 1. Bind first, so a port in use fails at once, before any slow start-up work.
+    let listener = match bind(idp.listen, "idp.listen").await {
+        Ok(listener) => listener,
         Err(code) => return code,
     };
-    let mut settings = idp.settings;
-    settings.master_key = master_key;
-    if let Err(e) = gatehouse_idp::admin::seed(&store, &idp.users, &idp.clients, now()).await {
-        return runtime_error(format!("seeding users and clients from the configuration failed: {e}"));
-    }
-    let listen = settings.listen;
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            return runtime_error(format!("cannot listen on {listen} (idp.listen): {e}"));
-        }
+
+    // 2. The store and what the file declares in it.
+    let master_key = match master_key(&idp) {
+        Ok(key) => key,
+        Err(code) => return code,
     };
-    let issuer = settings.issuer.as_str().trim_end_matches('/').to_owned();
-    println!("gatehouse token service listening on http://{listen}");
-    println!("  issuer:    {issuer}");
-    println!("  discovery: {issuer}/.well-known/openid-configuration");
-    if settings.insecure_loopback_http() {
-        for user in &idp.users {
-            if let gatehouse_idp::settings::SeedPassword::Plain(password) = &user.password {
-                println!("  demo login: {} / {}", user.username, password.expose());
-            }
-        }
+    let store = match open_store(&idp).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    if let Err(e) = gatehouse_idp::admin::seed(&store, &idp.seed_users(), &idp.clients, now()).await {
+        return runtime_error(format!("cannot seed the users and clients from the configuration file: {e}"));
     }
-    tracing::info!(%listen, issuer = %issuer, "token service started");
-    if matches!(idp.master_key_source, MasterKeySource::File { default_path: true, .. }) {
-        tracing::warn!(
-            "using the generated master key under the data directory; set idp.master_key_file in production"
-        );
-    }
-    // The gateway (bff) will be started here, beside the token service, by the gateway issue.
+
+    // 3. The gateway (bff) starts here once it exists: its own listener bound like the one above (fail fast),
+    //    run beside the token service with the same shutdown signal. The two talk HTTP, never in process.
+
+    announce(&idp);
+    let settings = idp.settings(master_key);
     match gatehouse_idp::run(settings, store, listener, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
-        Err(e) => runtime_error(format!("token service failed: {e}")),
+        Err(e) => runtime_error(format!("the token service stopped with an error: {e:#}")),
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
+/// Binds `address`; on failure one line that names the address and the configuration key.
+async fn bind(address: SocketAddr, key: &str) -> Result<TcpListener, ExitCode> {
+    TcpListener::bind(address).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " — another process (another gatehouse?) uses it; stop it or change the key"
             }
+            std::io::ErrorKind::PermissionDenied => " — ports below 1024 need privileges",
+            _ => "",
         };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+        runtime_error(format!("cannot listen on {address} ({key}): {e}{hint}"))
+    })
+}
+
+/// Where the token service listens, its issuer and discovery URL (standard output and the log); in a loopback
+/// demo also the logins for users whose plain password is written in the file. No other secret is ever shown.
+fn announce(idp: &IdpConfig) {
+    let issuer = idp.issuer_text();
+    let discovery = discovery_url(&idp.issuer);
+    println!("gatehouse token service listening on {}", idp.listen);
+    println!("  issuer:    {issuer}");
+    println!("  discovery: {discovery}");
+    tracing::info!(listen = %idp.listen, %issuer, %discovery, "token service listening");
+    if idp.is_loopback_demo() {
+        let demo: Vec<(&str, &str)> = idp
+            .users
+            .iter()
+            .filter(|u| u.password_in_file)
+            .filter_map(|u| match &u.seed.password {
+                SeedPassword::Plain(password) => Some((u.seed.username.as_str(), password.expose())),
+                SeedPassword::Hash(_) => None,
+            })
+            .collect();
+        for (username, password) in &demo {
+            println!("  log in as {username} / {password}   (demo account from the configuration file)");
+        }
+        if !demo.is_empty() {
+            let usernames: Vec<&str> = demo.iter().map(|(username, _)| *username).collect();
+            tracing::info!(users = %usernames.join(", "), "loopback demo: accounts from the configuration file");
         }
     }
+}
+
+/// `{issuer}/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4), built with `url::Url`.
+fn discovery_url(issuer: &Url) -> Url {
+    let mut url = issuer.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().extend([".well-known", "openid-configuration"]);
+    }
+    url
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. If a handler cannot be installed, that signal is not awaited (the
+/// other still is), rather than shutting down at once.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received: shutting down"),
+        () = terminate => tracing::info!("SIGTERM received: shutting down"),
     }
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_is_under_the_issuer_path() {
+        let at = |issuer: &str| discovery_url(&Url::parse(issuer).unwrap()).to_string();
+        assert_eq!(at("http://localhost:9000"), "http://localhost:9000/.well-known/openid-configuration");
+        assert_eq!(
+            at("https://id.example.com/tenant"),
+            "https://id.example.com/tenant/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            at("https://id.example.com/tenant/"),
+            "https://id.example.com/tenant/.well-known/openid-configuration"
+        );
+    }
 }

@@ -571,11 +571,13 @@ mod tests {
         KeyAction::Remove { kid: kid.into() }
     }
 
+    /// A case, the keys in the store, the managed algorithms, `now`, the expected steps.
+    type PlanCase = (&'static str, Vec<SigningKeyRecord>, &'static [SigningAlg], Epoch, Vec<KeyAction>);
+
     #[test]
     fn plan_steps() {
-        // (case, keys in the store, managed algorithms, now, expected steps) with rotation 1000 s, propagation
-        // 200 s, retention 400 s.
-        let cases: Vec<(&str, Vec<SigningKeyRecord>, &[SigningAlg], Epoch, Vec<KeyAction>)> = vec![
+        // Rotation 1000 s, propagation 200 s, retention 400 s.
+        let cases: Vec<PlanCase> = vec![
             ("first start", vec![], &[ES], 0, vec![generate_action(ES, KeyState::Active)]),
             (
                 "first start, each algorithm once",
