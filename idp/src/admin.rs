@@ -1,15 +1,19 @@
-//! Administration of users, clients and signing keys: what the CLI (`gatehouse users|clients|keys`) and the
-//! start-up seeding from the configuration file call. Safe while a server runs on the same store.
+//! Administration of users, clients, signing keys and IdP sessions: what the CLI (`gatehouse
+//! users|clients|keys|sessions`) and the start-up seeding from the configuration file call. Safe while a server
+//! runs on the same store.
 
 use gatehouse_proto::claims::StandardClaims;
 use gatehouse_proto::vocab::{ClientAuthMethod, GrantType};
 use gatehouse_proto::{Secret, b64};
 use sha2::{Digest, Sha256};
 
-use crate::keys;
+use std::sync::Arc;
+
+use crate::backchannel::{self, Backchannel, DeliveryReport, HttpNotifier};
+use crate::keys::{self, KeySet};
 use crate::password;
 use crate::settings::{MasterKey, SeedClient, SeedPassword, SeedUser};
-use crate::store::{ClientRecord, Epoch, SigningKeyRecord, Store, StoreError, UserRecord};
+use crate::store::{ClientRecord, Epoch, IdpSessionRecord, SigningKeyRecord, Store, StoreError, UserRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -204,6 +208,106 @@ pub async fn list_keys(store: &Store) -> Result<Vec<SigningKeyRecord>, AdminErro
 /// published, so tokens they signed keep verifying). Returns the new key ids.
 pub async fn rotate_keys(store: &Store, master_key: &MasterKey, now: Epoch) -> Result<Vec<String>, AdminError> {
     keys::rotate_now(store, master_key, now).await.map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// IdP sessions (`gatehouse sessions list|revoke`)
+
+/// A live IdP session as listed: the record, its user's name and the clients that got a grant in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionListing {
+    pub session: IdpSessionRecord,
+    /// `None` when the user has been removed since.
+    pub username: Option<String>,
+    /// Each client that got a grant in this session, once, in the order of its first grant.
+    pub clients: Vec<String>,
+}
+
+/// The live IdP sessions at `now`, oldest first: everyone's, or those of the user named `user` (an error when no
+/// user has that name).
+pub async fn list_sessions(store: &Store, user: Option<&str>, now: Epoch) -> Result<Vec<SessionListing>, AdminError> {
+    let sub = match user {
+        Some(username) => Some(user_sub(store, username).await?),
+        None => None,
+    };
+    let mut listings = Vec::new();
+    for session in store.sessions.list_sessions(sub.as_deref(), now).await? {
+        let username = match user {
+            Some(username) => Some(username.to_owned()),
+            None => store.users.user_by_sub(&session.sub).await?.map(|u| u.username),
+        };
+        let mut clients: Vec<String> = Vec::new();
+        for grant in store.grants.grants_of_session(&session.sid).await? {
+            if !clients.contains(&grant.client_id) {
+                clients.push(grant.client_id);
+            }
+        }
+        listings.push(SessionListing { session, username, clients });
+    }
+    Ok(listings)
+}
+
+/// Which sessions `revoke_sessions` ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionSelector {
+    /// Every live session of the user with this username.
+    User(String),
+    /// The session with this `sid` (its grants are revoked even if the session itself has expired).
+    Sid(String),
+}
+
+/// What `revoke_sessions` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRevocation {
+    /// Sessions ended (removed from the store).
+    pub sessions: u64,
+    /// Grants revoked (their refresh tokens stop working, their access tokens count as revoked).
+    pub grants_revoked: u64,
+    /// One per client told by back-channel logout, by `client_id`.
+    pub notifications: Vec<DeliveryReport>,
+}
+
+/// Ends IdP sessions: each is removed, the grants issued under it are revoked, and every client of those grants
+/// with a `backchannel_logout_uri` gets a logout token (Back-Channel Logout 1.0). Waits for the deliveries (a
+/// CLI exits afterwards); a running server's users are signed out at their next request either way.
+pub async fn revoke_sessions(
+    store: &Store,
+    backchannel: &Backchannel,
+    by: SessionSelector,
+    now: Epoch,
+) -> Result<SessionRevocation, AdminError> {
+    let sids = match by {
+        SessionSelector::Sid(sid) => vec![sid],
+        SessionSelector::User(username) => {
+            let sub = user_sub(store, &username).await?;
+            store.sessions.list_sessions(Some(&sub), now).await?.into_iter().map(|s| s.sid).collect()
+        }
+    };
+    let mut revocation = SessionRevocation { sessions: 0, grants_revoked: 0, notifications: Vec::new() };
+    let mut deliveries = Vec::new();
+    for sid in sids {
+        let ended = backchannel::end_session(store, backchannel, &sid, now).await?;
+        revocation.sessions += u64::from(ended.removed);
+        revocation.grants_revoked += ended.grants_revoked;
+        deliveries.extend(ended.deliveries);
+    }
+    revocation.notifications = backchannel::deliver_all(backchannel.notifier.clone(), deliveries).await;
+    Ok(revocation)
+}
+
+/// What `revoke_sessions` needs outside a running server (the CLI): the published issuer (`iss`, exactly as in
+/// discovery), the stored signing keys (unsealed with the master key) and an HTTP sender.
+pub async fn backchannel(store: &Store, issuer: &str, master_key: &MasterKey) -> Result<Backchannel, AdminError> {
+    let records = store.keys.list_keys().await?;
+    let keys = KeySet::from_records(&records, master_key).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    Ok(Backchannel { issuer: issuer.to_owned(), keys: Arc::new(keys), notifier: Arc::new(HttpNotifier::new()) })
+}
+
+async fn user_sub(store: &Store, username: &str) -> Result<String, AdminError> {
+    match store.users.user_by_username(username).await? {
+        Some(user) => Ok(user.sub),
+        None => Err(AdminError::Invalid(format!("no user named {username:?}"))),
+    }
 }
 
 /// A random identifier (128 bits, base64url) for `sub`, grant ids and session ids.

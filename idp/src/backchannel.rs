@@ -171,8 +171,14 @@ async fn deliveries(
         seen.push(&grant.client_id);
         let Some(client) = store.clients.client(&grant.client_id).await? else { continue };
         let Some(uri) = client.backchannel_logout_uri.clone() else { continue };
-        let claims =
-            logout_token_claims(&backchannel.issuer, &client.client_id, &grant.sub, sid, crate::random::token::<16>(), now);
+        let claims = logout_token_claims(
+            &backchannel.issuer,
+            &client.client_id,
+            &grant.sub,
+            sid,
+            crate::random::token::<16>(),
+            now,
+        );
         // Back-Channel Logout §2.6: signed like the client's ID tokens.
         match tokens::sign(&backchannel.keys, client.id_token_signed_response_alg, LOGOUT_TOKEN_TYP, &claims) {
             Ok(token) => {
@@ -208,7 +214,7 @@ pub async fn deliver_all(notifier: Arc<dyn LogoutNotifier>, deliveries: Vec<Logo
                     tracing::info!(client_id = %delivery.client_id, attempts, "back-channel logout delivered");
                 }
                 DeliveryOutcome::Refused { status } => {
-                    tracing::warn!(client_id = %delivery.client_id, status, "back-channel logout refused by the client");
+                    tracing::warn!(client_id = %delivery.client_id, status, "back-channel logout refused");
                 }
                 DeliveryOutcome::GaveUp { attempts } => {
                     tracing::warn!(client_id = %delivery.client_id, attempts, "back-channel logout not delivered");
@@ -281,11 +287,12 @@ impl LogoutNotifier for HttpNotifier {
                     return DeliveryOutcome::Refused { status: response.status().as_u16() };
                 }
                 Ok(response) => {
-                    tracing::debug!(client_id = %delivery.client_id, status = response.status().as_u16(), attempts, "back-channel logout: server error");
+                    let status = response.status().as_u16();
+                    tracing::debug!(client_id = %delivery.client_id, status, attempts, "back-channel logout: retrying");
                 }
-                // `without_url`: the URL is registered configuration, but keep the log line to the cause.
                 Err(error) => {
-                    tracing::debug!(client_id = %delivery.client_id, error = %error.without_url(), attempts, "back-channel logout: network error");
+                    let error = error.without_url(); // the cause only; the URL is configuration
+                    tracing::debug!(client_id = %delivery.client_id, %error, attempts, "back-channel logout: retrying");
                 }
             }
             match pauses.next() {
@@ -361,7 +368,9 @@ mod tests {
         assert_eq!(round_trip, claims);
         let extra_event = serde_json::json!({BACKCHANNEL_LOGOUT_EVENT: {}, "urn:other": {}});
         assert!(serde_json::from_value::<LogoutEvents>(extra_event).is_err(), "events is exactly one member");
-        assert!(serde_json::from_value::<LogoutEvents>(serde_json::json!({BACKCHANNEL_LOGOUT_EVENT: {"a": 1}})).is_err());
+        assert!(
+            serde_json::from_value::<LogoutEvents>(serde_json::json!({BACKCHANNEL_LOGOUT_EVENT: {"a": 1}})).is_err()
+        );
     }
 
     /// A stub client endpoint on a free port: answers the given statuses in turn (then 200) and records bodies.
@@ -387,7 +396,9 @@ mod tests {
                     if let Some(end) = text.find("\r\n\r\n") {
                         let length = text[..end]
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                            })
                             .and_then(|v| v.parse::<usize>().ok())
                             .unwrap_or(0);
                         if request.len() >= end + 4 + length {
@@ -397,7 +408,9 @@ mod tests {
                 };
                 recorded.lock().unwrap().push(body);
                 let status = statuses.next().unwrap_or(200);
-                let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nlocation: /elsewhere\r\nconnection: close\r\n\r\n");
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nlocation: /elsewhere\r\nconnection: close\r\n\r\n"
+                );
                 let _ = socket.write_all(reply.as_bytes()).await;
             }
         });

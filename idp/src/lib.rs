@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod backchannel;
 pub mod client_auth;
 pub mod clock;
 pub mod dpop;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod grants;
 pub mod http;
 pub mod keys;
+pub mod logout;
 pub mod params;
 pub mod password;
 pub mod random;

@@ -290,8 +290,8 @@ mod tests {
 
     #[test]
     fn parse_reads_the_parameters_and_refuses_oversized_ones() {
-        let params = Params::parse(b"id_token_hint=h&client_id=web&post_logout_redirect_uri=u&state=s&logout_hint=x")
-            .unwrap();
+        let params =
+            Params::parse(b"id_token_hint=h&client_id=web&post_logout_redirect_uri=u&state=s&logout_hint=x").unwrap();
         let parsed = EndSessionRequest::parse(&params).unwrap();
         assert_eq!(
             parsed,
@@ -319,46 +319,154 @@ mod tests {
         assert_eq!(with_id(None).client_id(None), Ok(None));
     }
 
-    /// RP-Initiated Logout §2-§3; catalogue CS-OP-L01, L04-L10, EP-ES04.
+    /// One row of the decision table.
+    struct Case {
+        name: &'static str,
+        redirect: Option<&'static str>,
+        state: Option<&'static str>,
+        /// `Some(sid)`: a verified hint naming that session (or none).
+        hint: Option<Option<&'static str>>,
+        client: bool,
+        current: Option<&'static str>,
+        expected: Result<(Next, Option<Option<&'static str>>), LogoutError>,
+    }
+
+    /// RP-Initiated Logout §2-§3; catalogue CS-OP-L01, L04-L10, EP-ES04. `expected` is the next step and, when
+    /// redirecting to the registered URI, the `state` it carries.
     #[test]
     fn decisions() {
         let registered = client(&[SIGNED_OUT]);
-        let redirect = |state: Option<&str>| {
-            Some(PostLogoutRedirect { uri: SIGNED_OUT.into(), state: state.map(str::to_owned) })
-        };
-        let end = |sid: Option<&str>| Next::EndNow { sid: sid.map(str::to_owned) };
-        let cases: Vec<(&str, EndSessionRequest, Option<IdTokenHint>, Option<&ClientRecord>, Option<&str>, Result<Decision, LogoutError>)> = vec![
-            ("L01 hint of the current session", request(Some(SIGNED_OUT), Some("xyz")), Some(hint(Some("s1"))), Some(&registered), Some("s1"),
-                Ok(Decision { next: end(Some("s1")), redirect: redirect(Some("xyz")) })),
-            ("L09 no state, no state added", request(Some(SIGNED_OUT), None), Some(hint(Some("s1"))), Some(&registered), Some("s1"),
-                Ok(Decision { next: end(Some("s1")), redirect: redirect(None) })),
-            ("L08 hint only: signed-out page", request(None, None), Some(hint(Some("s1"))), Some(&registered), Some("s1"),
-                Ok(Decision { next: end(Some("s1")), redirect: None })),
-            ("hint without a browser session ends the hinted one", request(None, None), Some(hint(Some("s1"))), Some(&registered), None,
-                Ok(Decision { next: end(Some("s1")), redirect: None })),
-            ("hint of another session asks first", request(Some(SIGNED_OUT), None), Some(hint(Some("s0"))), Some(&registered), Some("s1"),
-                Ok(Decision { next: Next::Confirm, redirect: redirect(None) })),
-            ("hint without sid asks first", request(None, None), Some(hint(None)), Some(&registered), Some("s1"),
-                Ok(Decision { next: Next::Confirm, redirect: None })),
-            ("L07/EP-ES04 no parameters asks first", request(None, None), None, None, Some("s1"),
-                Ok(Decision { next: Next::Confirm, redirect: None })),
-            ("L10 only state: asks, no redirect", request(None, Some("xyz")), None, None, Some("s1"),
-                Ok(Decision { next: Next::Confirm, redirect: None })),
-            ("client_id without hint asks, then redirects", request(Some(SIGNED_OUT), None), None, Some(&registered), Some("s1"),
-                Ok(Decision { next: Next::Confirm, redirect: redirect(None) })),
-            ("nothing to end", request(None, None), None, None, None,
-                Ok(Decision { next: end(None), redirect: None })),
-            ("L06 redirect without a client", request(Some(SIGNED_OUT), None), None, None, Some("s1"),
-                Err(LogoutError::RedirectWithoutClient)),
-            ("L04 unregistered redirect", request(Some("https://evil.example/"), None), Some(hint(Some("s1"))), Some(&registered), Some("s1"),
-                Err(LogoutError::UnregisteredRedirect)),
-            ("L05 query added", request(Some(&format!("{SIGNED_OUT}?foo=bar")), None), Some(hint(Some("s1"))), Some(&registered), Some("s1"),
-                Err(LogoutError::UnregisteredRedirect)),
-            ("trailing slash added", request(Some(&format!("{SIGNED_OUT}/")), None), Some(hint(Some("s1"))), Some(&registered), Some("s1"),
-                Err(LogoutError::UnregisteredRedirect)),
+        let end = |sid: &str| Next::EndNow { sid: Some(sid.to_owned()) };
+        let query_added: &'static str = "https://app.example.com/signed-out?foo=bar";
+        let cases = [
+            Case {
+                name: "L01 hint of the current session",
+                redirect: Some(SIGNED_OUT),
+                state: Some("xyz"),
+                hint: Some(Some("s1")),
+                client: true,
+                current: Some("s1"),
+                expected: Ok((end("s1"), Some(Some("xyz")))),
+            },
+            Case {
+                name: "L09 no state, no state added",
+                redirect: Some(SIGNED_OUT),
+                state: None,
+                hint: Some(Some("s1")),
+                client: true,
+                current: Some("s1"),
+                expected: Ok((end("s1"), Some(None))),
+            },
+            Case {
+                name: "L08 hint only: signed-out page",
+                redirect: None,
+                state: None,
+                hint: Some(Some("s1")),
+                client: true,
+                current: Some("s1"),
+                expected: Ok((end("s1"), None)),
+            },
+            Case {
+                name: "hint without a browser session ends the hinted one",
+                redirect: None,
+                state: None,
+                hint: Some(Some("s1")),
+                client: true,
+                current: None,
+                expected: Ok((end("s1"), None)),
+            },
+            Case {
+                name: "hint of another session asks first",
+                redirect: Some(SIGNED_OUT),
+                state: None,
+                hint: Some(Some("s0")),
+                client: true,
+                current: Some("s1"),
+                expected: Ok((Next::Confirm, Some(None))),
+            },
+            Case {
+                name: "hint without sid asks first",
+                redirect: None,
+                state: None,
+                hint: Some(None),
+                client: true,
+                current: Some("s1"),
+                expected: Ok((Next::Confirm, None)),
+            },
+            Case {
+                name: "L07/EP-ES04 no parameters asks first",
+                redirect: None,
+                state: None,
+                hint: None,
+                client: false,
+                current: Some("s1"),
+                expected: Ok((Next::Confirm, None)),
+            },
+            Case {
+                name: "L10 only state: asks, no redirect",
+                redirect: None,
+                state: Some("xyz"),
+                hint: None,
+                client: false,
+                current: Some("s1"),
+                expected: Ok((Next::Confirm, None)),
+            },
+            Case {
+                name: "client_id without hint asks, then redirects",
+                redirect: Some(SIGNED_OUT),
+                state: None,
+                hint: None,
+                client: true,
+                current: Some("s1"),
+                expected: Ok((Next::Confirm, Some(None))),
+            },
+            Case {
+                name: "nothing to end",
+                redirect: None,
+                state: None,
+                hint: None,
+                client: false,
+                current: None,
+                expected: Ok((Next::EndNow { sid: None }, None)),
+            },
+            Case {
+                name: "L06 redirect without a client",
+                redirect: Some(SIGNED_OUT),
+                state: None,
+                hint: None,
+                client: false,
+                current: Some("s1"),
+                expected: Err(LogoutError::RedirectWithoutClient),
+            },
+            Case {
+                name: "L04 unregistered redirect",
+                redirect: Some("https://evil.example/"),
+                state: None,
+                hint: Some(Some("s1")),
+                client: true,
+                current: Some("s1"),
+                expected: Err(LogoutError::UnregisteredRedirect),
+            },
+            Case {
+                name: "L05 query added",
+                redirect: Some(query_added),
+                state: None,
+                hint: Some(Some("s1")),
+                client: true,
+                current: Some("s1"),
+                expected: Err(LogoutError::UnregisteredRedirect),
+            },
         ];
-        for (name, request, hint, client, current, expected) in cases {
-            assert_eq!(decide(&request, hint.as_ref(), client, current), expected, "{name}");
+        for case in cases {
+            let request = request(case.redirect, case.state);
+            let hint = case.hint.map(hint);
+            let client = case.client.then_some(&registered);
+            let expected = case.expected.map(|(next, redirect)| Decision {
+                next,
+                redirect: redirect
+                    .map(|state| PostLogoutRedirect { uri: SIGNED_OUT.into(), state: state.map(str::to_owned) }),
+            });
+            assert_eq!(decide(&request, hint.as_ref(), client, case.current), expected, "{}", case.name);
         }
     }
 
@@ -406,7 +514,10 @@ mod tests {
             Ok(IdTokenHint { client_id: "web".into(), sub: "sub-a".into(), sid: Some("s1".into()) })
         );
         let many = Audience::Many(vec!["web".into(), "api".into()]);
-        assert_eq!(verify_id_token_hint(&keys, ISSUER, &id_token(&keys, "JWT", ISSUER, many, 10)), Err(HintRejection::NoClient));
+        assert_eq!(
+            verify_id_token_hint(&keys, ISSUER, &id_token(&keys, "JWT", ISSUER, many, 10)),
+            Err(HintRejection::NoClient)
+        );
     }
 
     /// Catalogue CS-OP-L02/L03, EP-ES01: foreign keys, `alg: none`, tampering, other token types, other issuers.

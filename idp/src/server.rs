@@ -39,6 +39,8 @@ pub struct Inner {
     pub dpop_nonces: gatehouse_proto::dpop::NonceIssuer,
     /// Spent DPoP proof identifiers.
     pub dpop_replay: Arc<dyn gatehouse_proto::dpop::ReplayCache>,
+    /// Sends back-channel logout tokens when an IdP session ends (`backchannel`).
+    pub logout_notifier: Arc<dyn crate::backchannel::LogoutNotifier>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -66,6 +68,17 @@ impl Idp {
     }
 
     pub async fn start_with_clock(settings: Settings, store: Store, clock: Arc<dyn Clock>) -> Result<Self, KeyError> {
+        let logout_notifier = Arc::new(crate::backchannel::HttpNotifier::new());
+        Self::start_with_notifier(settings, store, clock, logout_notifier).await
+    }
+
+    /// `start_with_clock` with the sender of back-channel logout tokens injected (tests record them instead).
+    pub async fn start_with_notifier(
+        settings: Settings,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        logout_notifier: Arc<dyn crate::backchannel::LogoutNotifier>,
+    ) -> Result<Self, KeyError> {
         let now = clock.now();
         let algs = [
             settings.signing.id_token_alg,
@@ -82,6 +95,7 @@ impl Idp {
         let state = Arc::new(Inner {
             dpop_nonces: gatehouse_proto::dpop::NonceIssuer::new(nonce_key, settings.dpop.nonce_lifetime),
             dpop_replay: Arc::new(gatehouse_proto::dpop::MemoryReplayCache::new(settings.dpop.window, 1_000_000)),
+            logout_notifier,
             throttle: LoginThrottle::new(&settings.login),
             login_sealer: Sealer::derive(&settings.master_key, "login-request"),
             session_sealer: Sealer::derive(&settings.master_key, "idp-session"),
@@ -113,6 +127,7 @@ impl Idp {
             .route("/login", post(http::authorize::login))
             .route("/token", post(http::token::token))
             .route("/userinfo", get(http::userinfo::userinfo).post(http::userinfo::userinfo))
+            .route("/end_session", get(http::end_session::end_session_get).post(http::end_session::end_session_post))
             .route("/par", post(http::par::par))
             .route("/introspect", post(http::introspect::introspect))
             .route("/revoke", post(http::revoke::revoke))
@@ -146,7 +161,7 @@ impl Idp {
                     tracing::warn!(%error, "signing key reload failed; keeping the current keys");
                 }
                 // Purge roughly once a minute.
-                if ticks % (60 / every.as_secs().clamp(1, 60)) == 0 {
+                if ticks.is_multiple_of(60 / every.as_secs().clamp(1, 60)) {
                     match state.store.grants.purge_expired(state.now()).await {
                         Ok(0) => {}
                         Ok(removed) => tracing::debug!(removed, "purged expired rows"),

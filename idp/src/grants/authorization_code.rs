@@ -66,5 +66,13 @@ pub async fn exchange(
     } else {
         None
     };
-    super::user_tokens(state, client, &grant, &scope, record.nonce.clone(), refresh_token, jkt, now).await
+    super::user_tokens(
+        state,
+        client,
+        &grant,
+        &scope,
+        super::Extras { nonce: record.nonce.clone(), refresh_token, jkt },
+        now,
+    )
+    .await
 }

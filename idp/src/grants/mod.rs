@@ -62,6 +62,16 @@ pub fn access_token(
     Ok((token, claims))
 }
 
+/// What varies between the grants that mint user tokens.
+pub struct Extras<'a> {
+    /// The authorization request's `nonce` (code exchange only).
+    pub nonce: Option<String>,
+    /// The refresh token to return, already stored.
+    pub refresh_token: Option<String>,
+    /// The DPoP key the tokens are bound to.
+    pub jkt: Option<&'a str>,
+}
+
 /// Mints the tokens of a user grant: the access token (recorded under the grant so revoking the grant revokes
 /// it), an ID token when `openid` was granted, and a refresh token when `offline_access` was granted and the
 /// client may refresh.
@@ -70,9 +80,7 @@ pub async fn user_tokens(
     client: &ClientRecord,
     grant: &GrantRecord,
     scope: &Scopes,
-    nonce: Option<String>,
-    refresh_token: Option<String>,
-    jkt: Option<&str>,
+    extras: Extras<'_>,
     now: Epoch,
 ) -> Result<TokenResponse, OAuthError> {
     let user = state
@@ -81,6 +89,7 @@ pub async fn user_tokens(
         .user_by_sub(&grant.sub)
         .await?
         .ok_or(OAuthError::new(ErrorCode::InvalidGrant, "the user no longer exists"))?;
+    let Extras { nonce, refresh_token, jkt } = extras;
     let (access_token, claims) = access_token(state, client, &grant.sub, scope, Some(grant), jkt, now)?;
     state.store.grants.record_access_token(&claims.jti, &grant.grant_id, claims.exp).await?;
     let id_token = if scope.contains("openid") {

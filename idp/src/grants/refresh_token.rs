@@ -58,7 +58,15 @@ pub async fn refresh(
     let (value, successor) = super::new_refresh(state, &grant, &granted, super::refresh_binding(client, jkt), now);
     match state.store.grants.rotate_refresh(&hash, successor, now, grace).await? {
         RotateOutcome::Rotated(grant) => {
-            super::user_tokens(state, client, &grant, &scope, None, Some(value), jkt, now).await
+            super::user_tokens(
+                state,
+                client,
+                &grant,
+                &scope,
+                super::Extras { nonce: None, refresh_token: Some(value), jkt },
+                now,
+            )
+            .await
         }
         RotateOutcome::ReuseDetected => {
             tracing::warn!(client_id = %client.client_id, "refresh token reused: grant revoked");

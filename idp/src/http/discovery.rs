@@ -24,6 +24,10 @@ pub fn document(issuer: &str, settings: &Settings) -> Vec<u8> {
         "authorization_endpoint": endpoint("/authorize"),
         "token_endpoint": endpoint("/token"),
         "userinfo_endpoint": endpoint("/userinfo"),
+        // RP-Initiated Logout 1.0 §2.1; Back-Channel Logout 1.0 §2.1 (logout tokens carry `sid`).
+        "end_session_endpoint": endpoint("/end_session"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "jwks_uri": endpoint("/jwks"),
         "pushed_authorization_request_endpoint": endpoint("/par"),
         "require_pushed_authorization_requests": settings.require_pushed_authorization_requests,

@@ -3,6 +3,7 @@
 pub mod authorize;
 pub mod cookies;
 pub mod discovery;
+pub mod end_session;
 pub mod introspect;
 pub mod pages;
 pub mod par;

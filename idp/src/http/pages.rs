@@ -14,6 +14,16 @@ pub struct LoginPage<'a> {
     pub request: &'a str,
 }
 
+/// The end-session endpoint's page: "Sign out?" with its form, or, once `signed_out`, "You are signed out".
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub signed_out: bool,
+    pub client_name: Option<&'a str>,
+    pub csrf: &'a str,
+    pub request: &'a str,
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {

@@ -433,7 +433,8 @@ async fn session_grants_are_listed_and_revoked_together(store: &Store) {
     grants.record_access_token("at-other", "g-other", 4000).await.unwrap();
     grants.revoke_grant("g-2", 150).await.unwrap();
 
-    assert_eq!(grants.grants_of_session("s1").await.unwrap(), [second.clone(), first.clone()], "oldest first");
+    let second = GrantRecord { revoked_at: Some(150), ..second };
+    assert_eq!(grants.grants_of_session("s1").await.unwrap(), [second, first], "oldest first, revoked or not");
     assert!(grants.grants_of_session("unknown").await.unwrap().is_empty());
 
     assert_eq!(grants.revoke_session_grants("s1", 300).await.unwrap(), 1, "g-2 was revoked already");

@@ -21,6 +21,9 @@ use tower::ServiceExt;
 
 pub const ISSUER: &str = "https://id.test";
 pub const CALLBACK: &str = "https://app.test/bff/callback";
+/// c1's registered `post_logout_redirect_uri` and `backchannel_logout_uri`.
+pub const C1_POST_LOGOUT: &str = "https://app.test/signed-out";
+pub const C1_BACKCHANNEL_LOGOUT: &str = "https://app.test/bff/backchannel-logout";
 pub const C1_SECRET: &str = "c1-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 pub const C2_SECRET: &str = "c2-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 pub const M2M_SECRET: &str = "m2m-secret-0123456789abcdefghijklmnopqrstuvwxyz";
@@ -106,7 +109,11 @@ impl Harness {
         let user_scopes = ["openid", "profile", "email", "offline_access", "api"];
         let mut clients = vec![
             SeedClient {
-                record: client("c1", ClientAuthMethod::ClientSecretBasic, &code_grants, &user_scopes),
+                record: ClientRecord {
+                    post_logout_redirect_uris: vec![C1_POST_LOGOUT.into()],
+                    backchannel_logout_uri: Some(C1_BACKCHANNEL_LOGOUT.into()),
+                    ..client("c1", ClientAuthMethod::ClientSecretBasic, &code_grants, &user_scopes)
+                },
                 secret: Some(Secret::new(C1_SECRET)),
             },
             SeedClient {
