@@ -107,6 +107,7 @@ ensure_postgres() {
     fi
     if ! pg_isready -q -h 127.0.0.1 -p 5432; then
         local version
+        # shellcheck disable=SC2012 # the entries are plain version numbers (15, 16…)
         version="$(ls /etc/postgresql | sort -V | tail -n 1)"
         say "starting PostgreSQL ${version} (cluster main)"
         as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start

@@ -75,6 +75,9 @@ and clients the file declares, then serves. It prints where it listens, the issu
     /// List and rotate token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List and revoke users' single sign-on sessions at the token service.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +226,28 @@ idp.signing.key_reload_interval_seconds.",
         after_help = concat!("Example:\n  gatehouse keys rotate\n\n", exit_codes!())
     )]
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List live IdP sessions (all, or one user's): sid, user, login time, last activity, expiry, clients.
+    #[command(after_help = concat!("Example:\n  gatehouse sessions list --user alice\n\n", exit_codes!()))]
+    List {
+        /// Only this user's sessions.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// End sessions: their grants (refresh and access tokens) are revoked and every client with a
+    /// back-channel logout URI is notified.
+    #[command(after_help = concat!("Examples:\n  gatehouse sessions revoke --user alice\n  gatehouse sessions revoke --sid 3q2-7wEAAA\n\n", exit_codes!()))]
+    Revoke {
+        /// Every live session of this user.
+        #[arg(long, conflicts_with = "sid", required_unless_present = "sid")]
+        user: Option<String>,
+        /// One session.
+        #[arg(long)]
+        sid: Option<String>,
+    },
 }
 
 fn grant_type(value: &str) -> Result<GrantType, String> {

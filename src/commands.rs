@@ -17,7 +17,9 @@ use gatehouse_proto::claims::StandardClaims;
 use gatehouse_proto::vocab::{ClientAuthMethod, GrantType};
 use gatehouse_proto::{JwkSet, Secret, b64};
 
-use crate::cli::{Cli, ClientAdd, ClientsCommand, Command, ConfigCommand, KeysCommand, UserAdd, UsersCommand};
+use crate::cli::{
+    Cli, ClientAdd, ClientsCommand, Command, ConfigCommand, KeysCommand, SessionsCommand, UserAdd, UsersCommand,
+};
 use crate::config::{self, Config, IdpConfig, MasterKeySource, Problem};
 
 const INVALID: u8 = 2;
@@ -42,6 +44,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Users(command) => users(&config, command).await,
         Command::Clients(command) => clients(&config, command).await,
         Command::Keys(command) => keys(&config, command).await,
+        Command::Sessions(command) => sessions(&config, command).await,
     }
 }
 
@@ -430,6 +433,58 @@ async fn keys(config: &Config, command: KeysCommand) -> ExitCode {
                         "running servers switch to the new keys within idp.signing.key_reload_interval_seconds ({} s)",
                         config.idp.signing.key_reload_interval
                     );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => runtime_error(e),
+            }
+        }
+    }
+}
+
+async fn sessions(config: &Config, command: SessionsCommand) -> ExitCode {
+    let store = match open_store(&config.idp).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match command {
+        SessionsCommand::List { user } => match admin::list_sessions(&store, user.as_deref(), now()).await {
+            Ok(listings) => {
+                let rows = listings.into_iter().map(|l| {
+                    [
+                        l.session.sid,
+                        l.username.unwrap_or_else(|| format!("({})", l.session.sub)),
+                        utc(l.session.auth_time),
+                        utc(l.session.last_seen),
+                        utc(l.session.expires_at),
+                        l.clients.join(","),
+                    ]
+                });
+                print_table(["SID", "USER", "LOGIN", "LAST SEEN", "EXPIRES", "CLIENTS"], rows);
+                ExitCode::SUCCESS
+            }
+            Err(e) => runtime_error(e),
+        },
+        SessionsCommand::Revoke { user, sid } => {
+            let master_key = match master_key(&config.idp) {
+                Ok(key) => key,
+                Err(code) => return code,
+            };
+            let issuer = config.idp.issuer_text();
+            let backchannel = match admin::backchannel(&store, &issuer, &master_key).await {
+                Ok(backchannel) => backchannel,
+                Err(e) => return runtime_error(e),
+            };
+            let by = match (user, sid) {
+                (Some(user), _) => admin::SessionSelector::User(user),
+                (None, Some(sid)) => admin::SessionSelector::Sid(sid),
+                (None, None) => return runtime_error("name --user or --sid"),
+            };
+            match admin::revoke_sessions(&store, &backchannel, by, now()).await {
+                Ok(done) => {
+                    println!("ended {} session(s), revoked {} grant(s)", done.sessions, done.grants_revoked);
+                    for report in done.notifications {
+                        println!("  back-channel logout to {}: {:?}", report.client_id, report.outcome);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => runtime_error(e),

@@ -64,6 +64,7 @@ export async function startServer({ env = {} } = {}) {
     GATEHOUSE_IDP__ISSUER: issuer,
     GATEHOUSE_IDP__DATA_DIR: dataDir,
     ...otherListenersOff(readFileSync(CONFIG_PATH, 'utf8')),
+    NO_COLOR: '1', // its log is shown when start-up fails: plain text
     ...env,
   };
   const child = spawn(binary, ['serve', '--config', CONFIG_PATH], {
@@ -87,7 +88,7 @@ export async function startServer({ env = {} } = {}) {
     process.removeListener('exit', killOnExit);
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
-      const timer = sleep(STOP_TIMEOUT_MS).then(() => 'timeout');
+      const timer = sleep(STOP_TIMEOUT_MS, 'timeout', { ref: false }); // must not keep the test process alive
       if ((await Promise.race([exited, timer])) === 'timeout') {
         child.kill('SIGKILL');
         await exited;
