@@ -10,7 +10,9 @@ use std::io::Write;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(count), Some(method), Some(url)) = (args.get(1).and_then(|c| c.parse::<usize>().ok()), args.get(2), args.get(3)) else {
+    let (Some(count), Some(method), Some(url)) =
+        (args.get(1).and_then(|c| c.parse::<usize>().ok()), args.get(2), args.get(3))
+    else {
         eprintln!("usage: dpop_proofs COUNT METHOD URL");
         std::process::exit(2);
     };

@@ -237,7 +237,7 @@ impl Verifier {
             return Err(invalid("typ is not at+jwt"));
         }
         let alg_name = format!("{:?}", header.alg);
-        if !self.config.algorithms.iter().any(|a| *a == alg_name) {
+        if !self.config.algorithms.contains(&alg_name) {
             return Err(invalid("algorithm not allowed"));
         }
         let kid = header.kid.ok_or_else(|| invalid("no kid"))?;
