@@ -230,6 +230,23 @@ fn keys_rotate_creates_the_master_key_and_keys_list_shows_the_keys() {
 }
 
 #[test]
+fn sessions_list_and_revoke_act_on_the_store() {
+    let fixture = Fixture::with_config(BASE_CONFIG);
+    let output = fixture.gatehouse(&["sessions", "list"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("SID"), "{}", text(&output.stdout));
+    // A sid that does not exist: nothing ended, still a success.
+    let output = fixture.gatehouse(&["sessions", "revoke", "--sid", "no-such-session"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("ended 0 session(s)"), "{}", text(&output.stdout));
+    // An unknown user is an error; naming neither --user nor --sid is a usage error.
+    let output = fixture.gatehouse(&["sessions", "revoke", "--user", "nobody"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let output = fixture.gatehouse(&["sessions", "revoke"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
 fn serve_on_a_port_in_use_fails_naming_the_address_and_the_key() {
     let fixture = Fixture::with_config(BASE_CONFIG);
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
