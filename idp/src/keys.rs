@@ -32,7 +32,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use gatehouse_proto::vocab::SigningAlg;
-use gatehouse_proto::{Jwk, JwkSet, b64};
+use gatehouse_proto::{Jwk, JwkSet};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
 use crate::settings::{MasterKey, SigningSettings};
@@ -451,16 +451,6 @@ fn unseal(master: &MasterKey, kid: &str, sealed: &[u8]) -> Result<Vec<u8>, KeyEr
     Aes256Gcm::new((&master.0).into())
         .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: kid.as_bytes() })
         .map_err(|_| KeyError::Unseal(kid.to_owned()))
-}
-
-/// The `kid` of a compact JWS, read from its header (without verifying anything).
-pub fn header_kid(token: &str) -> Option<String> {
-    jsonwebtoken::decode_header(token).ok()?.kid
-}
-
-/// Base64url-encoded random key id material for tests and callers that need one.
-pub fn random_kid() -> String {
-    b64::encode(crate::random::bytes::<12>())
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub async fn authorize_get(State(state): State<AppState>, headers: HeaderMap, Ra
 }
 
 pub async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_form(&headers) {
+    if !is_form_request(&headers) {
         return pages::error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "The request must be a form submission.");
     }
     authorize(&state, &headers, &body).await
@@ -182,7 +182,7 @@ pub struct LoginForm {
 /// POST /login: checks CSRF and the pending request, throttles, verifies the password, starts the IdP
 /// session (always a new session id: no fixation) and continues the authorization.
 pub async fn login(State(state): State<AppState>, headers: HeaderMap, extensions: Extensions, body: Bytes) -> Response {
-    if !is_form(&headers) {
+    if !is_form_request(&headers) {
         return pages::error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "The request must be a form submission.");
     }
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
@@ -371,16 +371,13 @@ fn store_failure_page(error: crate::store::StoreError) -> Response {
     pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is temporarily unavailable.")
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
+/// Whether the request body is `application/x-www-form-urlencoded` (parameters are ignored).
+pub(crate) fn is_form_request(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-}
-
-pub(crate) fn is_form_request(headers: &HeaderMap) -> bool {
-    is_form(headers)
 }
 
 fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
