@@ -208,7 +208,11 @@ mod tests {
             auth_method: ClientAuthMethod::ClientSecretBasic,
             secret_sha256: None,
             jwks: None,
-            redirect_uris: vec![CALLBACK.into(), "https://app.example.com/other".into()],
+            redirect_uris: vec![
+                CALLBACK.into(),
+                "https://app.example.com/other".into(),
+                "https://app.example.com/q?foo=bar".into(),
+            ],
             post_logout_redirect_uris: vec![],
             grant_types: vec![GrantType::AuthorizationCode],
             scopes: vec!["openid".into(), "profile".into(), "api".into()],
@@ -270,6 +274,11 @@ mod tests {
             "https://app.example.com:443/bff/callback",
             "https://app.example.com./bff/callback",
             "javascript:alert(1)",
+            // CS-OP-D05 / D06: a registered query must match exactly; none may be added.
+            "https://app.example.com/q?foo=baz",
+            "https://app.example.com/q?foo=bar&x=1",
+            "https://app.example.com/q",
+            "https://app.example.com/other?foo=bar",
         ] {
             let q = format!(
                 "client_id=c1&redirect_uri={}&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256",

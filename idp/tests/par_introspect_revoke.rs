@@ -188,6 +188,38 @@ async fn dpop_par_binds_the_code_to_the_key() {
 }
 
 #[tokio::test]
+async fn cs_f2_14_dpop_jkt_must_match_the_par_proof() {
+    let h = Harness::new().await;
+    let challenge = CodeChallenge::s256(&verifier());
+    let key = DpopKey::generate().unwrap();
+    let other = DpopKey::generate().unwrap();
+    use gatehouse_idp::clock::Clock;
+    let proof = key.proof("POST", "https://id.test/par", None, None, h.clock.now());
+    let reply = push(
+        &h,
+        &[("dpop_jkt", other.jkt())],
+        &[("authorization", &basic("c1", C1_SECRET)), ("dpop", &proof)],
+        challenge.as_str(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.oauth_error(), "invalid_dpop_proof");
+}
+
+#[tokio::test]
+async fn jwt_02_case_variant_none_is_refused_at_userinfo() {
+    let h = Harness::new().await;
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let header = gatehouse_proto::b64::encode(format!(r#"{{"alg":"{alg}","typ":"at+jwt"}}"#));
+        let body =
+            gatehouse_proto::b64::encode(r#"{"iss":"https://id.test","sub":"x","scope":"openid","exp":4000000000}"#);
+        for token in [format!("{header}.{body}."), format!("{header}.{body}")] {
+            assert_eq!(h.userinfo(&token).await.status, StatusCode::UNAUTHORIZED, "{alg}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn ep_int_introspection() {
     let h = Harness::new().await;
     let tokens = h.tokens("openid offline_access api").await;
