@@ -20,6 +20,9 @@ use crate::settings::Settings;
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
 
+/// Seconds a client registration is cached at the token-style endpoints.
+pub const CLIENT_CACHE_TTL: u64 = 5;
+
 /// Everything a request handler needs, shared by all of them.
 pub struct Inner {
     pub settings: Settings,
@@ -39,6 +42,9 @@ pub struct Inner {
     pub dpop_nonces: gatehouse_proto::dpop::NonceIssuer,
     /// Spent DPoP proof identifiers.
     pub dpop_replay: Arc<dyn gatehouse_proto::dpop::ReplayCache>,
+    /// Registered clients as the token endpoint sees them, for `CLIENT_CACHE_TTL` (changes made with the CLI
+    /// or on another node take effect within that time).
+    pub client_cache: moka::future::Cache<String, Option<Arc<crate::store::ClientRecord>>>,
     /// Sends back-channel logout tokens when an IdP session ends (`backchannel`).
     pub logout_notifier: Arc<dyn crate::backchannel::LogoutNotifier>,
 }
@@ -46,6 +52,19 @@ pub struct Inner {
 pub type AppState = Arc<Inner>;
 
 impl Inner {
+    /// A registered client, from the short-lived cache or the store.
+    pub async fn client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Arc<crate::store::ClientRecord>>, crate::store::StoreError> {
+        if let Some(hit) = self.client_cache.get(client_id).await {
+            return Ok(hit);
+        }
+        let client = self.store.clients.client(client_id).await?.map(Arc::new);
+        self.client_cache.insert(client_id.to_owned(), client.clone()).await;
+        Ok(client)
+    }
+
     pub fn now(&self) -> crate::store::Epoch {
         self.clock.now()
     }
@@ -95,6 +114,10 @@ impl Idp {
         let state = Arc::new(Inner {
             dpop_nonces: gatehouse_proto::dpop::NonceIssuer::new(nonce_key, settings.dpop.nonce_lifetime),
             dpop_replay: Arc::new(gatehouse_proto::dpop::MemoryReplayCache::new(settings.dpop.window, 1_000_000)),
+            client_cache: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(CLIENT_CACHE_TTL))
+                .build(),
             logout_notifier,
             throttle: LoginThrottle::new(&settings.login),
             login_sealer: Sealer::derive(&settings.master_key, "login-request"),

@@ -58,7 +58,7 @@ pub async fn authenticated_form(
     state: &Inner,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(ClientRecord, Params), OAuthError> {
+) -> Result<(std::sync::Arc<ClientRecord>, Params), OAuthError> {
     if !super::authorize::is_form_request(headers) {
         return Err(OAuthError::new(ErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"));
     }
@@ -71,7 +71,11 @@ pub async fn authenticated_form(
 }
 
 /// Looks the client up and checks its credentials; spends a client assertion's `jti`.
-pub async fn authenticate(state: &Inner, presented: &Presented, now: i64) -> Result<ClientRecord, OAuthError> {
+pub async fn authenticate(
+    state: &Inner,
+    presented: &Presented,
+    now: i64,
+) -> Result<std::sync::Arc<ClientRecord>, OAuthError> {
     let unknown = || {
         let error = OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
         match presented.challenge() {
@@ -79,7 +83,7 @@ pub async fn authenticate(state: &Inner, presented: &Presented, now: i64) -> Res
             None => error,
         }
     };
-    let client = state.store.clients.client(presented.client_id()).await?.ok_or_else(unknown)?;
+    let client = state.client(presented.client_id()).await?.ok_or_else(unknown)?;
     match presented {
         Presented::Assertion { assertion, .. } => {
             let verified = client_auth::verify_assertion(&client, assertion, &state.issuer, now)?;
