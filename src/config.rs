@@ -9,6 +9,7 @@
 //! environment is passed in.
 
 mod env;
+mod gateway;
 mod raw;
 mod validate;
 
@@ -31,6 +32,10 @@ pub use validate::{MIN_PASSWORD_CHARS, decode_master_key};
 pub struct Config {
     pub log: LogSettings,
     pub idp: IdpConfig,
+    /// The gateway (`[bff]`), when configured.
+    pub bff: Option<gatehouse_bff::BffSettings>,
+    /// The demo API run in process (`[demo_api]`), when configured.
+    pub demo_api: Option<DemoApiConfig>,
     /// Things that are allowed but worth a warning (`config check` prints them, `serve` logs them).
     pub notes: Vec<String>,
 }
@@ -46,6 +51,15 @@ pub struct LogSettings {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// The example API started beside the gateway in the demo.
+#[derive(Debug, Clone)]
+pub struct DemoApiConfig {
+    pub listen: SocketAddr,
+    pub issuer: String,
+    pub audience: String,
+    pub public_base: String,
 }
 
 /// The token service's part of the file.
@@ -295,8 +309,11 @@ mod tests {
     const DEMO: &str = include_str!("../config/gatehouse.toml");
 
     /// A fresh directory standing in for the config file's directory.
+    /// Holds `examples/spa`, which the demo's `bff.frontend_dir` ("../examples/spa" from `config/`) names.
     fn config_dir() -> tempfile::TempDir {
-        tempfile::tempdir().expect("temp dir")
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("examples/spa")).expect("spa dir");
+        dir
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -13,7 +13,7 @@ use crate::commands::{master_key, now, open_store, runtime_error};
 use crate::config::{Config, IdpConfig};
 
 pub async fn serve(config: Config) -> ExitCode {
-    let Config { idp, notes, .. } = config;
+    let Config { idp, bff, demo_api, notes, .. } = config;
     for note in &notes {
         tracing::warn!("{note}");
     }
@@ -37,18 +37,61 @@ pub async fn serve(config: Config) -> ExitCode {
         return runtime_error(format!("cannot seed the users and clients from the configuration file: {e}"));
     }
 
-    // 3. The gateway (bff) starts here once it exists: its own listener bound like the one above (fail fast),
-    //    run beside the token service with the same shutdown signal. The two talk HTTP, never in process.
+    // 3. The demo API and the gateway, when configured. The gateway talks HTTP to the token service (never in
+    //    process), so the two could as well run on different machines.
+    if let Some(demo) = &demo_api {
+        let listener = match bind(demo.listen, "demo_api.listen").await {
+            Ok(listener) => listener,
+            Err(code) => return code,
+        };
+        let verifier = gatehouse_proto::verifier::VerifierConfig::new(&demo.issuer, &demo.audience);
+        let app = gatehouse_example_api::router(verifier, &demo.public_base);
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "the demo API stopped");
+            }
+        });
+        println!("gatehouse demo API listening on {} (audience {})", demo.listen, demo.audience);
+    }
+    let gateway = match bff {
+        Some(settings) => match start_gateway(settings).await {
+            Ok(gateway) => Some(gateway),
+            Err(e) => return runtime_error(format!("{e:#}")),
+        },
+        None => None,
+    };
 
     announce(&idp);
+    if let Some(gateway) = &gateway {
+        let settings = &gateway.gateway.settings;
+        if let Some(listen) = settings.listen {
+            println!("gatehouse gateway listening on {listen}");
+        }
+        if let Some(tls) = &settings.tls {
+            println!("gatehouse gateway listening on {} (https, HTTP/2)", tls.listen);
+        }
+        println!("  open:      {}", settings.public_origin);
+        tracing::info!(origin = %settings.public_origin, "gateway listening");
+    }
     let settings = idp.settings(master_key);
-    match gatehouse_idp::run(settings, store, listener, shutdown_signal()).await {
+    let result = gatehouse_idp::run(settings, store, listener, shutdown_signal()).await;
+    if let Some(gateway) = gateway {
+        gateway.stop_async().await;
+    }
+    match result {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => runtime_error(format!("the token service stopped with an error: {e:#}")),
     }
+}
+
+/// Builds the gateway's state (routes resolved, frontend checked) and starts its listeners.
+async fn start_gateway(settings: gatehouse_bff::BffSettings) -> anyhow::Result<gatehouse_bff::RunningGateway> {
+    let gateway =
+        gatehouse_bff::Gateway::new(settings).await.map_err(|e| anyhow::anyhow!("the gateway cannot start: {e:#}"))?;
+    gatehouse_bff::start(std::sync::Arc::new(gateway))
 }
 
 /// Binds `address`; on failure one line that names the address and the configuration key.

@@ -95,7 +95,9 @@ fn config_check_summarises_a_valid_configuration() {
 fn the_demo_configuration_checks_out() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gatehouse.toml");
     let fixture = Fixture::with_config(&std::fs::read_to_string(demo).unwrap());
-    let output = fixture.gatehouse(&["config", "check"]).output().unwrap();
+    // Copied away from the repository: point the SPA directory back at it.
+    let spa = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/spa");
+    let output = fixture.gatehouse(&["config", "check"]).env("GATEHOUSE_BFF__FRONTEND_DIR", &spa).output().unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("issuer http://localhost:9000, token service on 127.0.0.1:9000"));
 }

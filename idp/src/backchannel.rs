@@ -15,47 +15,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_proto::Secret;
-use serde::{Deserialize, Serialize};
 
 use crate::keys::KeySet;
 use crate::server::Inner;
 use crate::store::{Epoch, GrantRecord, Store, StoreResult};
 use crate::tokens;
 
-/// The event a logout token carries (Back-Channel Logout §2.4).
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-/// JOSE `typ` of a logout token (Back-Channel Logout §2.4, errata 1: explicit typing).
-pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
+pub use gatehouse_proto::claims::{
+    BACKCHANNEL_LOGOUT_EVENT, EmptyObject, LOGOUT_TOKEN_TYP, LogoutEvents, LogoutTokenClaims,
+};
+
 /// A logout token's lifetime (`exp - iat`): long enough for the retries, short enough to be useless later.
 pub const LOGOUT_TOKEN_LIFETIME: Epoch = 120;
-
-/// The claims of a logout token (Back-Channel Logout §2.4). It never carries a `nonce` (§2.4: so it cannot be
-/// mistaken for an ID token), and this type has no field for one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogoutTokenClaims {
-    pub iss: String,
-    /// The client the token is for.
-    pub aud: String,
-    pub iat: Epoch,
-    pub exp: Epoch,
-    pub jti: String,
-    pub sub: String,
-    pub sid: String,
-    pub events: LogoutEvents,
-}
-
-/// `events`: exactly `{"http://schemas.openid.net/event/backchannel-logout": {}}`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogoutEvents {
-    #[serde(rename = "http://schemas.openid.net/event/backchannel-logout")]
-    pub backchannel_logout: EmptyObject,
-}
-
-/// A JSON object with no members (`{}`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmptyObject {}
 
 /// The claims of the logout token telling `client_id` that session `sid` of `sub` ended at `now`. `jti` is a
 /// fresh random identifier (the caller draws it, so this stays pure).

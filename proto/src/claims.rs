@@ -1,5 +1,6 @@
 //! Claim sets: the OpenID Connect standard claims a user carries (OIDC Core §5.1) and which scope releases
-//! which claim (OIDC Core §5.4).
+//! which claim (OIDC Core §5.4); the JWT claim sets of access tokens (RFC 9068), ID tokens (OIDC Core §2) and
+//! back-channel logout tokens (Back-Channel Logout 1.0 §2.4).
 
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +183,38 @@ pub fn typ_matches(typ: Option<&str>, expected: &str) -> bool {
     let typ = typ.to_ascii_lowercase();
     typ == expected || typ.strip_prefix("application/") == Some(expected)
 }
+
+/// The event a logout token carries (Back-Channel Logout §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// JOSE `typ` of a logout token (Back-Channel Logout §2.4, errata 1: explicit typing).
+pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
+/// The claims of a logout token (Back-Channel Logout §2.4). It never carries a `nonce` (§2.4: so it cannot be
+/// mistaken for an ID token), and this type has no field for one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutTokenClaims {
+    pub iss: String,
+    /// The client the token is for.
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub sub: String,
+    pub sid: String,
+    pub events: LogoutEvents,
+}
+
+/// `events`: exactly `{"http://schemas.openid.net/event/backchannel-logout": {}}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutEvents {
+    #[serde(rename = "http://schemas.openid.net/event/backchannel-logout")]
+    pub backchannel_logout: EmptyObject,
+}
+
+/// A JSON object with no members (`{}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyObject {}
 
 #[cfg(test)]
 mod token_claim_tests {

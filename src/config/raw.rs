@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Visitor};
 
 /// Keys whose values are secrets: a type error there never repeats the value.
-const SECRET_KEYS: [&str; 3] = ["master_key", "secret", "password"];
+const SECRET_KEYS: [&str; 5] = ["master_key", "secret", "password", "client_secret", "keys"];
 
 /// How many type errors are collected before giving up (each one removes a key and retries).
 const MAX_TYPE_ERRORS: usize = 64;
@@ -81,6 +81,13 @@ pub fn known_keys(parent: &str) -> &'static [&'static str] {
         "idp.apis[]" => field_names::<RawApi>(),
         "idp.clients[]" => field_names::<RawClient>(),
         "idp.users[]" => field_names::<RawUser>(),
+        "bff" => field_names::<RawBff>(),
+        "bff.tls" => field_names::<RawBffTls>(),
+        "bff.oidc" => field_names::<RawBffOidc>(),
+        "bff.cookie" => field_names::<RawBffCookie>(),
+        "bff.session" => field_names::<RawBffSession>(),
+        "bff.routes[]" => field_names::<RawRoute>(),
+        "demo_api" => field_names::<RawDemoApi>(),
         _ => &[],
     }
 }
@@ -93,6 +100,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     pub idp: Option<RawIdp>,
+    pub bff: Option<RawBff>,
+    pub demo_api: Option<RawDemoApi>,
 }
 
 #[derive(Default, Deserialize)]
@@ -211,6 +220,85 @@ pub struct RawUser {
     pub preferred_username: Option<String>,
     pub email: Option<String>,
     pub email_verified: Option<bool>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawBff {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub public_origin: Option<String>,
+    pub threads: Option<i64>,
+    pub grace_period_seconds: Option<i64>,
+    pub graceful_shutdown_timeout_seconds: Option<i64>,
+    pub frontend_dir: Option<String>,
+    pub frontend_dev_server: Option<String>,
+    pub tls: Option<RawBffTls>,
+    #[serde(default)]
+    pub oidc: RawBffOidc,
+    #[serde(default)]
+    pub cookie: RawBffCookie,
+    #[serde(default)]
+    pub session: RawBffSession,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawBffTls {
+    pub listen: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawBffOidc {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub use_par: Option<bool>,
+    pub id_token_algs: Option<Vec<String>>,
+    pub timeout_seconds: Option<i64>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawBffCookie {
+    pub name: Option<String>,
+    pub same_site: Option<String>,
+    pub keys: Option<Vec<Secret>>,
+    pub keys_file: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawBffSession {
+    pub idle_timeout_seconds: Option<i64>,
+    pub absolute_lifetime_seconds: Option<i64>,
+    pub refresh_skew_seconds: Option<i64>,
+    pub cache_capacity: Option<i64>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawRoute {
+    pub path: Option<String>,
+    pub upstreams: Option<Vec<String>>,
+    pub strip_prefix: Option<bool>,
+    pub token: Option<String>,
+    pub require_csrf: Option<bool>,
+    pub required_scopes: Option<Vec<String>>,
+    pub public_base: Option<String>,
+    pub connect_timeout_seconds: Option<i64>,
+    pub read_timeout_seconds: Option<i64>,
+    pub max_body_bytes: Option<i64>,
+    pub websockets: Option<bool>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawDemoApi {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub audience: Option<String>,
+    pub public_base: Option<String>,
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -50,8 +50,16 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             None
         }
     };
+    let bff = match (raw.bff, &idp) {
+        (Some(bff), Some(idp)) => super::gateway::bff(bff, idp, base, &mut p, &mut notes),
+        _ => None,
+    };
+    let demo_api = match (raw.demo_api, &idp) {
+        (Some(demo), Some(idp)) => super::gateway::demo_api(demo, idp, &mut p),
+        _ => None,
+    };
     match idp {
-        Some(idp) if p.0.is_empty() => Ok(Config { log, idp, notes }),
+        Some(idp) if p.0.is_empty() => Ok(Config { log, idp, bff, demo_api, notes }),
         _ => Err(p.0),
     }
 }
@@ -787,14 +795,14 @@ fn users(raw: Vec<RawUser>, base: &Path, p: &mut Problems) -> Vec<ConfigUser> {
 
 /// Problems gathered so far.
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem::new(key, message));
     }
 
-    fn hint(&mut self, key: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+    pub(super) fn hint(&mut self, key: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
         self.0.push(Problem::new(key, message).with_hint(hint));
     }
 
@@ -805,7 +813,7 @@ impl Problems {
 }
 
 /// A positive number of seconds, or the default when unset.
-fn seconds(p: &mut Problems, key: &str, value: Option<i64>, default: i64) -> i64 {
+pub(super) fn seconds(p: &mut Problems, key: &str, value: Option<i64>, default: i64) -> i64 {
     match value {
         None => default,
         Some(v) if v > 0 => v,
@@ -817,7 +825,7 @@ fn seconds(p: &mut Problems, key: &str, value: Option<i64>, default: i64) -> i64
 }
 
 /// A secret given inline (`x`) or in a file (`x_file`, one trailing newline trimmed); setting both is a problem.
-fn secret_from(
+pub(super) fn secret_from(
     p: &mut Problems,
     key: &str,
     inline: Option<Secret>,
@@ -857,7 +865,7 @@ fn secret_from(
 }
 
 /// `path` against `base` when relative, with `.` and `..` removed lexically (for readable messages).
-fn resolve(base: &Path, path: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
     let joined = base.join(path);
     let mut out = PathBuf::new();
     for component in joined.components() {

@@ -132,13 +132,13 @@ function inheritedEnv() {
 }
 
 /**
- * The gateway (8080) and admin (9090) listeners would collide between parallel runs and with a running demo:
+ * The gateway (8080), demo API (7001) and admin (9090) listeners would collide between parallel runs and with a running demo:
  * switch them off, but only when the config has those sections (an override for a missing one is an
  * unknown key).
  */
 function otherListenersOff(configText) {
   const overrides = {};
-  for (const section of ['gateway', 'admin']) {
+  for (const section of ['bff', 'demo_api', 'admin']) {
     if (new RegExp(`^\\s*\\[\\s*${section}\\s*\\]`, 'm').test(configText)) {
       overrides[`GATEHOUSE_${section.toUpperCase()}__ENABLED`] = 'false';
     }

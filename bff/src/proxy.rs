@@ -1,0 +1,460 @@
+//! The pingora adapter: `ProxyHttp` for the gateway. It decides per request whether the gateway answers
+//! itself (`/bff/*`, static files, refusals) or forwards to a route's upstream, and on the way out it strips
+//! what the upstream must never see (`Cookie`, the browser's `Authorization`/`DPoP`, hop-by-hop headers) and
+//! adds `Authorization: DPoP <token>` with a fresh proof (RFC 9449 §7.1) signed by the session's key.
+//!
+//! An upstream answering 401 `use_dpop_nonce` with a `DPoP-Nonce` (§9) gets the request once more with the
+//! nonce in the proof (pingora's retry, for idempotent methods or a fully buffered body); the nonce is kept
+//! per upstream for later requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_proto::dpop_key::DpopKey;
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType};
+
+use crate::endpoints::{self, has_csrf_header, unauthorized};
+use crate::refresh::RefreshError;
+use crate::response::LocalResponse;
+use crate::routes::Route;
+use crate::settings::TokenRequirement;
+use crate::state::Gateway;
+
+/// Largest body a `/bff/*` endpoint reads (a logout token is well under 8 KiB).
+const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
+/// Bodies up to this size are buffered so a `use_dpop_nonce` answer can be retried.
+const RETRY_BUFFER: usize = 64 * 1024;
+
+pub struct GatewayProxy {
+    pub gateway: Arc<Gateway>,
+    /// Parsed DPoP keys by session id (parsing PKCS#8 per request would cost more than signing).
+    keys: moka::sync::Cache<String, Arc<DpopKey>>,
+    /// Ports of the TLS listeners (`X-Forwarded-Proto: https` for requests arriving there).
+    tls_ports: Vec<u16>,
+}
+
+impl GatewayProxy {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        let tls_ports = gateway.settings.tls.iter().map(|t| t.listen.port()).collect();
+        let keys = moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(3600)).build();
+        Self { gateway, keys, tls_ports }
+    }
+
+    fn session_key(&self, id: &str, pkcs8: &[u8]) -> Option<Arc<DpopKey>> {
+        if let Some(key) = self.keys.get(id) {
+            return Some(key);
+        }
+        let key = Arc::new(DpopKey::from_pkcs8(pkcs8).ok()?);
+        self.keys.insert(id.to_owned(), key.clone());
+        Some(key)
+    }
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct RequestCtx {
+    route: Option<Arc<Route>>,
+    upstream_index: usize,
+    attempt: usize,
+    upstream_addr: Option<SocketAddr>,
+    /// The token forwarded and the key proving possession of it.
+    token: Option<(String, Arc<DpopKey>)>,
+    /// The upstream asked for a DPoP nonce: retry once.
+    nonce_retry: bool,
+    nonce_retried: bool,
+    /// The request body is buffered for a retry.
+    buffered: bool,
+    /// The caller's `X-Request-Id` when it is a sane token, else a random one; sent upstream and logged.
+    request_id: String,
+}
+
+/// The request id to use: the incoming `X-Request-Id` if it is 1–64 visible ASCII characters without spaces
+/// or quotes, else 16 random hex digits.
+fn request_id(headers: &HeaderMap) -> String {
+    let incoming = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    });
+    match incoming {
+        Some(id) => id.to_owned(),
+        None => {
+            let bytes: [u8; 8] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+}
+
+impl RequestCtx {
+    fn replayable(&self, session: &Session) -> bool {
+        session.req_header().method.is_idempotent() || (self.buffered && !session.as_ref().retry_buffer_truncated())
+    }
+}
+
+/// Writes a local response and ends the request.
+pub async fn write_local(session: &mut Session, response: LocalResponse) -> Result<()> {
+    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 1))?;
+    for (name, value) in &response.headers {
+        header.append_header(name.clone(), value.as_str())?;
+    }
+    // A HEAD answer may carry the length of the body it omits.
+    if response.header_value("content-length").is_none() {
+        header.insert_header("content-length", response.body.len().to_string())?;
+    }
+    let head = session.req_header().method == http::Method::HEAD;
+    let empty = response.body.is_empty() || head;
+    session.write_response_header(Box::new(header), empty).await?;
+    if !empty {
+        session.write_response_body(Some(response.body), true).await?;
+    }
+    Ok(())
+}
+
+/// Reads a request body up to `limit` bytes; `None` when it is larger.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded, plus whatever `Connection` names.
+fn strip_hop_by_hop(request: &mut RequestHeader, keep_upgrade: bool) {
+    let listed: Vec<String> = request
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if keep_upgrade {
+        for name in ["keep-alive", "proxy-connection", "te", "trailer"] {
+            request.remove_header(name);
+        }
+        return;
+    }
+    for name in listed {
+        request.remove_header(name.as_str());
+    }
+    for name in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
+        request.remove_header(name);
+    }
+}
+
+impl GatewayProxy {
+    /// Decides what a route request needs; `Some(response)` answers locally (refusals).
+    async fn prepare_route(
+        &self,
+        session: &mut Session,
+        route: &Arc<Route>,
+        ctx: &mut RequestCtx,
+        now: i64,
+    ) -> Option<LocalResponse> {
+        let gw = &self.gateway;
+        let settings = &route.settings;
+        let headers = &session.req_header().headers;
+        if settings.require_csrf && !has_csrf_header(headers) {
+            return Some(unauthorized("the X-CSRF: 1 header is required"));
+        }
+        if declared_length(headers).is_some_and(|len| len > settings.max_body_bytes) {
+            return Some(LocalResponse::error(413, "payload_too_large", "the request body is too large"));
+        }
+        if session.is_upgrade_req() && !settings.websockets {
+            return Some(LocalResponse::error(403, "forbidden", "websocket upgrades are not allowed on this route"));
+        }
+
+        let wants_user = !matches!(settings.token, TokenRequirement::None | TokenRequirement::Client);
+        let user = if wants_user {
+            match gw.session(headers, now).await {
+                Ok(user) => user,
+                Err(e) => {
+                    tracing::error!(error = %e, "session store unavailable");
+                    return Some(LocalResponse::error(503, "temporarily_unavailable", "sessions cannot be read now"));
+                }
+            }
+        } else {
+            None
+        };
+        match (settings.token, user) {
+            (TokenRequirement::None, _) | (TokenRequirement::UserOrNone, None) => {}
+            (TokenRequirement::User, None) => return Some(unauthorized("no session")),
+            (TokenRequirement::User | TokenRequirement::UserOrClient | TokenRequirement::UserOrNone, Some(user)) => {
+                let user = match gw.refresher.fresh(&gw.oidc, gw.sessions.as_ref(), user, now).await {
+                    Ok(user) => user,
+                    Err(RefreshError::Ended(why)) => {
+                        return Some(unauthorized(why).header("set-cookie", crate::cookies::clear(gw.cookie_name())));
+                    }
+                    Err(RefreshError::Unavailable(_)) => {
+                        return Some(LocalResponse::error(
+                            503,
+                            "temporarily_unavailable",
+                            "the token service cannot be reached",
+                        ));
+                    }
+                };
+                if !user.tokens.has_scopes(&settings.required_scopes) {
+                    return Some(LocalResponse::error(403, "insufficient_scope", "the session lacks a required scope"));
+                }
+                let user = gw.touch(&user, now).await.unwrap_or(user);
+                let Some(key) = self.session_key(&user.id, &user.dpop_key) else {
+                    return Some(unauthorized("session key unreadable"));
+                };
+                ctx.token = Some((user.tokens.access_token.clone(), key));
+            }
+            (TokenRequirement::Client, _) | (TokenRequirement::UserOrClient, None) => {
+                match gw.refresher.client_token(&gw.oidc, &settings.required_scopes, now).await {
+                    Ok(tokens) => ctx.token = Some((tokens.access_token.clone(), gw.refresher.client_key().clone())),
+                    Err(_) => {
+                        return Some(LocalResponse::error(
+                            503,
+                            "temporarily_unavailable",
+                            "the token service cannot be reached",
+                        ));
+                    }
+                }
+            }
+        }
+        ctx.upstream_index = route.pick();
+        if ctx.token.is_some() && declared_length(headers).is_some_and(|len| len <= RETRY_BUFFER) {
+            session.as_mut().enable_retry_buffering();
+            ctx.buffered = true;
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let now = crate::now();
+        let gw = &self.gateway;
+        let path = session.req_header().uri.path().to_owned();
+        ctx.request_id = request_id(&session.req_header().headers);
+
+        if path == "/bff" || path.starts_with("/bff/") {
+            let body = if session.req_header().method == http::Method::POST {
+                match read_body(session, MAX_MANAGEMENT_BODY).await? {
+                    Some(body) => body,
+                    None => {
+                        let response = LocalResponse::error(413, "payload_too_large", "the body is too large");
+                        write_local(session, response).await?;
+                        return Ok(true);
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let header = session.req_header();
+            let request = endpoints::Request {
+                method: header.method.as_str(),
+                path: &path,
+                query: header.uri.query(),
+                headers: &header.headers,
+                body: &body,
+            };
+            let response = endpoints::handle(gw, &request, now).await;
+            write_local(session, response).await?;
+            return Ok(true);
+        }
+
+        if let Some(route) = gw.routes.find(&path).cloned() {
+            if let Some(refusal) = self.prepare_route(session, &route, ctx, now).await {
+                write_local(session, refusal).await?;
+                return Ok(true);
+            }
+            ctx.route = Some(route);
+            return Ok(false);
+        }
+
+        let response = match &gw.static_files {
+            Some(files) => {
+                let header = session.req_header();
+                let etag = header.headers.get(http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+                files.serve(header.method.as_str(), &path, etag).await
+            }
+            None => LocalResponse::error(404, "not_found", "nothing is served at this path"),
+        };
+        write_local(session, response).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        let Some(route) = &ctx.route else {
+            return Error::e_explain(ErrorType::InternalError, "no route selected");
+        };
+        let upstream = route.upstream(ctx.upstream_index, ctx.attempt);
+        ctx.upstream_addr = Some(upstream.addr);
+        let sni = upstream.host.rsplit_once(':').map_or(upstream.host.as_str(), |(h, _)| h).to_owned();
+        let mut peer = HttpPeer::new(upstream.addr, upstream.tls, sni);
+        peer.options.connection_timeout = Some(route.settings.connect_timeout);
+        peer.options.total_connection_timeout = Some(route.settings.connect_timeout);
+        let read_timeout =
+            if route.settings.websockets { Duration::from_secs(3600) } else { route.settings.read_timeout };
+        peer.options.read_timeout = Some(read_timeout);
+        peer.options.write_timeout = Some(route.settings.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(route) = &ctx.route else {
+            return Error::e_explain(ErrorType::InternalError, "no route selected");
+        };
+        let upstream = route.upstream(ctx.upstream_index, ctx.attempt);
+
+        // What the upstream must never see: the browser's cookies and any credentials it sent itself.
+        request.remove_header("cookie");
+        request.remove_header("authorization");
+        request.remove_header("dpop");
+        request.remove_header("proxy-authorization");
+        strip_hop_by_hop(request, route.settings.websockets && session.is_upgrade_req());
+
+        let original_host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
+            .map(str::to_owned);
+        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        let tls = session.server_addr().and_then(|a| a.as_inet()).is_some_and(|a| self.tls_ports.contains(&a.port()));
+        request.remove_header("x-forwarded-for");
+        request.remove_header("forwarded");
+        if let Some(ip) = client_ip {
+            request.insert_header("x-forwarded-for", ip)?;
+        }
+        request.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        if let Some(host) = original_host {
+            request.insert_header("x-forwarded-host", host)?;
+        }
+
+        let path_and_query = request.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let upstream_path = route.upstream_path(upstream, &path_and_query);
+        let uri: http::Uri =
+            upstream_path.parse().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad upstream path"))?;
+        request.set_uri(uri);
+        request.insert_header("host", upstream.host.as_str())?;
+        request.insert_header("x-request-id", ctx.request_id.as_str())?;
+
+        if let Some((token, key)) = &ctx.token {
+            let nonce = self.gateway.upstream_nonces.get(&upstream.addr);
+            let htu = route.htu(upstream, upstream_path.split('?').next().unwrap_or("/"));
+            let proof = key.proof(request.method.as_str(), &htu, Some(token), nonce.as_deref(), crate::now());
+            request.insert_header("authorization", format!("DPoP {token}"))?;
+            request.insert_header("dpop", proof)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let nonce = response.headers.get("dpop-nonce").and_then(|v| v.to_str().ok()).map(Arc::<str>::from);
+        if let (Some(nonce), Some(addr)) = (nonce, ctx.upstream_addr) {
+            self.gateway.upstream_nonces.insert(addr, nonce);
+            let asks = response.status == 401
+                && response
+                    .headers
+                    .get_all(http::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .any(|v| v.to_str().is_ok_and(|v| v.contains("use_dpop_nonce")));
+            if asks && ctx.token.is_some() && !ctx.nonce_retried && ctx.replayable(session) {
+                ctx.nonce_retry = true;
+                ctx.nonce_retried = true;
+                let mut e = Error::explain(ErrorType::HTTPStatus(401), "upstream asked for a DPoP nonce");
+                e.set_retry(true);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        if std::mem::take(&mut ctx.nonce_retry) {
+            e.set_retry(ctx.replayable(session) && session.response_written().is_none());
+        } else if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Try the route's other upstreams once each.
+        if let Some(route) = &ctx.route
+            && ctx.attempt + 1 < route.upstreams.len()
+        {
+            ctx.attempt += 1;
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+        let (status, code, description) = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                (504, "gateway_timeout", "the upstream did not answer in time")
+            }
+            ErrorType::HTTPStatus(status) if *status == 401 => {
+                (502, "bad_gateway", "the upstream refused the forwarded credentials")
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, "bad_gateway", "the upstream failed"),
+                ErrorSource::Downstream => (400, "bad_request", "the request could not be read"),
+                _ => (500, "internal_error", "the gateway failed"),
+            },
+        };
+        let downstream_dead =
+            matches!(e.etype(), ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed)
+                && e.esource() == &ErrorSource::Downstream;
+        if downstream_dead || session.response_written().is_some() {
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        }
+        tracing::warn!(status, request_id = %ctx.request_id, error = %e, "request failed");
+        session.set_keepalive(None);
+        let _ = write_local(session, LocalResponse::error(status, code, description)).await;
+        FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+}
