@@ -379,10 +379,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// Polls the discovery document until it answers 200; fails if the server exits first or takes over 60 s.
 fn wait_for_discovery(child: &mut Child, port: u16) -> String {

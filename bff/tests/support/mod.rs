@@ -53,9 +53,9 @@ pub struct Harness {
     http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 impl Harness {
     pub async fn start(options: Options) -> Self {
