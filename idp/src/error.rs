@@ -14,6 +14,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     UnsupportedResponseType,
     InvalidScope,
+    /// RFC 8707 §2: a `resource` the server does not know or will not issue for.
+    InvalidTarget,
     AccessDenied,
     LoginRequired,
     RequestNotSupported,
@@ -36,6 +38,7 @@ impl ErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
             Self::AccessDenied => "access_denied",
             Self::LoginRequired => "login_required",
             Self::RequestNotSupported => "request_not_supported",
@@ -62,6 +65,7 @@ impl ErrorCode {
             | Self::UnsupportedGrantType
             | Self::UnsupportedResponseType
             | Self::InvalidScope
+            | Self::InvalidTarget
             | Self::AccessDenied
             | Self::LoginRequired
             | Self::RequestNotSupported

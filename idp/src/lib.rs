@@ -18,6 +18,7 @@ pub mod logout;
 pub mod params;
 pub mod password;
 pub mod random;
+pub mod resource;
 pub mod scope;
 pub mod seal;
 pub mod server;

@@ -1,6 +1,10 @@
 //! Request parameters of `application/x-www-form-urlencoded` bodies and query strings, parsed once.
-//! RFC 6749 §3.1/§3.2: a parameter sent more than once is an error; parameters without a value are treated
-//! as omitted; unknown parameters are ignored by the callers.
+//! RFC 6749 §3.1/§3.2: a parameter sent more than once is an error — except `resource`, which RFC 8707 §2
+//! lets a client repeat; parameters without a value are treated as omitted; unknown parameters are ignored by
+//! the callers.
+
+/// Parameters that may appear more than once (RFC 8707 §2 `resource`).
+const REPEATABLE: [&str; 1] = ["resource"];
 
 #[derive(Clone, Debug, Default)]
 pub struct Params(Vec<(String, String)>);
@@ -13,7 +17,7 @@ impl Params {
     pub fn parse(raw: &[u8]) -> Result<Self, DuplicateParameter> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded(raw) {
-            if pairs.iter().any(|(n, _)| *n == name) {
+            if !REPEATABLE.contains(&name.as_str()) && pairs.iter().any(|(n, _)| *n == name) {
                 return Err(DuplicateParameter(name));
             }
             pairs.push((name, value));
@@ -24,6 +28,11 @@ impl Params {
     /// The value of a parameter; an empty value counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// Every non-empty value of a repeatable parameter, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(n, v)| n == name && !v.is_empty()).map(|(_, v)| v.as_str())
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -54,5 +63,12 @@ mod tests {
         assert_eq!(p.get("a"), Some("1"));
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some("x y"));
+    }
+
+    #[test]
+    fn resource_may_repeat() {
+        let p = Params::parse(b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&scope=x").unwrap();
+        assert_eq!(p.get_all("resource").collect::<Vec<_>>(), ["https://a", "https://b"]);
+        assert!(Params::parse(b"scope=a&scope=b").is_err());
     }
 }

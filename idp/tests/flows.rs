@@ -4,6 +4,7 @@
 mod support;
 
 use axum::http::{StatusCode, header};
+use gatehouse_idp::settings::ApiResource;
 use gatehouse_proto::pkce::CodeChallenge;
 use support::*;
 
@@ -676,4 +677,56 @@ async fn unknown_paths_and_oversized_bodies_are_clean_errors() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// RFC 8707: `resource` at the token endpoint narrows the access token to the named API(s); an unknown,
+/// relative or fragment-carrying resource is `invalid_target` and costs the client nothing (the refresh token
+/// still works).
+#[tokio::test]
+async fn rfc8707_resource_indicators_narrow_the_audience() {
+    let files = "https://files.test";
+    let h = Harness::with(
+        |s| s.apis.push(ApiResource { audience: files.into(), scopes: vec!["api".into()] }),
+        None,
+    )
+    .await;
+    let tokens = h.tokens("openid offline_access api").await;
+    let (_, wide) = jwt_parts(tokens["access_token"].as_str().unwrap());
+    assert_eq!(wide["aud"], serde_json::json!(["https://api.test", files]), "no resource: every API of the scope");
+    let mut rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+    for bad in ["https://evil.test", "/files", "https://files.test#x", "https://files.test/"] {
+        let reply = h
+            .token_basic(
+                "c1",
+                C1_SECRET,
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt), ("resource", bad)],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(reply.oauth_error(), "invalid_target", "{bad}");
+    }
+    let narrow = h
+        .token_basic("c1", C1_SECRET, &[("grant_type", "refresh_token"), ("refresh_token", &rt), ("resource", files)])
+        .await;
+    assert_eq!(narrow.status, StatusCode::OK, "{}", narrow.text());
+    let narrow = narrow.json();
+    let (_, claims) = jwt_parts(narrow["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], files);
+    assert_eq!(narrow["scope"], "openid offline_access api");
+    rt = narrow["refresh_token"].as_str().unwrap().to_owned();
+    // The next refresh without `resource` is wide again: the grant keeps its scope.
+    let again = h.token_basic("c1", C1_SECRET, &[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await;
+    let (_, claims) = jwt_parts(again.json()["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], serde_json::json!(["https://api.test", files]));
+    // client_credentials too, with `resource` repeated.
+    let m2m = h
+        .token_basic(
+            "m2m",
+            M2M_SECRET,
+            &[("grant_type", "client_credentials"), ("resource", files), ("resource", files)],
+        )
+        .await;
+    assert_eq!(m2m.status, StatusCode::OK, "{}", m2m.text());
+    let (_, claims) = jwt_parts(m2m.json()["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], files);
 }

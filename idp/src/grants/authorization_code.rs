@@ -59,6 +59,8 @@ pub async fn exchange(
         return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP key does not match dpop_jkt"));
     }
     let scope = Scopes::from_stored(&grant.scope);
+    // RFC 8707 §2.2: the token request may name the API(s) the access token is for.
+    let target = crate::resource::requested(params, &scope, &state.settings.apis)?;
     let refresh_token = if super::wants_refresh_token(client, &scope) {
         let (value, refresh) = super::new_refresh(state, &grant, &scope, super::refresh_binding(client, jkt), now);
         state.store.grants.insert_refresh(refresh).await?;
@@ -71,7 +73,7 @@ pub async fn exchange(
         client,
         &grant,
         &scope,
-        super::Extras { nonce: record.nonce.clone(), refresh_token, jkt },
+        super::Extras { nonce: record.nonce.clone(), refresh_token, jkt, target },
         now,
     )
     .await

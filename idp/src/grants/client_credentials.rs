@@ -37,12 +37,14 @@ pub fn issue(
     if scope.is_empty() {
         return Err(OAuthError::new(ErrorCode::InvalidScope, "no API scope is allowed for this client"));
     }
-    let (access_token, _) = super::access_token(state, client, &client.client_id, &scope, None, jkt, now)?;
+    let target = crate::resource::requested(params, &scope, &state.settings.apis)?;
+    let (access_token, claims) =
+        super::access_token(state, client, &client.client_id, &scope, target.as_ref(), None, jkt, now)?;
     Ok(TokenResponse {
         access_token,
         token_type: super::token_type(jkt),
         expires_in: state.settings.tokens.access_token_ttl,
-        scope: scope.to_string(),
+        scope: claims.scope.unwrap_or_default(),
         id_token: None,
         refresh_token: None,
     })

@@ -9,6 +9,7 @@ use gatehouse_proto::claims::{AccessTokenClaims, Audience, Confirmation, IdToken
 use serde::Serialize;
 
 use crate::error::{ErrorCode, OAuthError};
+use crate::resource::Target;
 use crate::scope::Scopes;
 use crate::server::Inner;
 use crate::store::{ClientRecord, Epoch, GrantRecord, RefreshRecord};
@@ -28,17 +29,23 @@ pub struct TokenResponse {
 }
 
 /// Mints an access token for `sub` with `scope`; its audience is the APIs whose scopes are granted, or the
-/// issuer when only OpenID Connect scopes are (a userinfo-only token).
+/// issuer when only OpenID Connect scopes are (a userinfo-only token). With a `target` (RFC 8707 `resource`)
+/// the audience and scope are the target's.
+#[allow(clippy::too_many_arguments)]
 pub fn access_token(
     state: &Inner,
     client: &ClientRecord,
     sub: &str,
     scope: &Scopes,
+    target: Option<&Target>,
     grant: Option<&GrantRecord>,
     jkt: Option<&str>,
     now: Epoch,
 ) -> Result<(String, AccessTokenClaims), OAuthError> {
-    let mut audiences = scope.audiences(&state.settings.apis);
+    let (scope, mut audiences) = match target {
+        Some(target) => (&target.scope, target.audiences.clone()),
+        None => (scope, scope.audiences(&state.settings.apis)),
+    };
     if audiences.is_empty() {
         audiences.push(state.issuer.clone());
     }
@@ -70,6 +77,8 @@ pub struct Extras<'a> {
     pub refresh_token: Option<String>,
     /// The DPoP key the tokens are bound to.
     pub jkt: Option<&'a str>,
+    /// The RFC 8707 target of the access token, when the request named `resource`s.
+    pub target: Option<Target>,
 }
 
 /// Mints the tokens of a user grant: the access token (recorded under the grant so revoking the grant revokes
@@ -89,8 +98,9 @@ pub async fn user_tokens(
         .user_by_sub(&grant.sub)
         .await?
         .ok_or(OAuthError::new(ErrorCode::InvalidGrant, "the user no longer exists"))?;
-    let Extras { nonce, refresh_token, jkt } = extras;
-    let (access_token, claims) = access_token(state, client, &grant.sub, scope, Some(grant), jkt, now)?;
+    let Extras { nonce, refresh_token, jkt, target } = extras;
+    let (access_token, claims) =
+        access_token(state, client, &grant.sub, scope, target.as_ref(), Some(grant), jkt, now)?;
     state.store.grants.record_access_token(&claims.jti, &grant.grant_id, claims.exp).await?;
     let id_token = if scope.contains("openid") {
         let claims = IdTokenClaims {
@@ -114,7 +124,8 @@ pub async fn user_tokens(
         access_token,
         token_type: token_type(jkt),
         expires_in: state.settings.tokens.access_token_ttl,
-        scope: scope.to_string(),
+        // RFC 6749 §5.1: the access token's scope (narrower than the grant's under a resource target).
+        scope: claims.scope.clone().unwrap_or_default(),
         id_token,
         refresh_token,
     })

@@ -53,6 +53,8 @@ pub async fn refresh(
             requested
         }
     };
+    // RFC 8707 §2.2: a refresh may ask for a token for some of the grant's APIs only.
+    let target = crate::resource::requested(params, &scope, &state.settings.apis)?;
     let grace = if client.auth_method.is_confidential() { state.settings.tokens.refresh_reuse_grace } else { 0 };
     // The successor keeps the original grant's scope so a down-scoped refresh does not shrink later ones.
     let (value, successor) = super::new_refresh(state, &grant, &granted, super::refresh_binding(client, jkt), now);
@@ -63,7 +65,7 @@ pub async fn refresh(
                 client,
                 &grant,
                 &scope,
-                super::Extras { nonce: None, refresh_token: Some(value), jkt },
+                super::Extras { nonce: None, refresh_token: Some(value), jkt, target },
                 now,
             )
             .await
