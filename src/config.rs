@@ -691,6 +691,32 @@ password = "short"
     }
 
     #[test]
+    fn gateway_sessions_are_stored_next_to_the_token_service_data_unless_memory_is_chosen() {
+        use gatehouse_bff::settings::SessionStoreSettings;
+        let dir = config_dir();
+        let base = dir.path().join("config");
+        let store = |pairs: &[(&str, &str)]| parse(DEMO, &base, &env(pairs)).map(|c| c.bff.unwrap().session.store);
+        let default = SessionStoreSettings::Sqlite { path: dir.path().join("data/gateway-sessions.db") };
+        assert_eq!(store(&[]).unwrap(), default);
+        assert_eq!(store(&[("GATEHOUSE_BFF__SESSION__STORE", "memory")]).unwrap(), SessionStoreSettings::Memory);
+        let data_dir = store(&[("GATEHOUSE_IDP__DATA_DIR", "/var/lib/gatehouse")]).unwrap();
+        assert_eq!(data_dir, SessionStoreSettings::Sqlite { path: "/var/lib/gatehouse/gateway-sessions.db".into() });
+        let file = store(&[("GATEHOUSE_BFF__SESSION__STORE_FILE", "../state/s.db")]).unwrap();
+        assert_eq!(file, SessionStoreSettings::Sqlite { path: dir.path().join("state/s.db") });
+
+        let problems = store(&[("GATEHOUSE_BFF__SESSION__STORE", "redis")]).unwrap_err();
+        let problem = problem(&problems, "bff.session.store");
+        assert_eq!(problem.env.as_deref(), Some("GATEHOUSE_BFF__SESSION__STORE"));
+        assert!(problem.hint.as_deref().unwrap().contains("memory"), "{problem:?}");
+        let problems =
+            store(&[("GATEHOUSE_BFF__SESSION__STORE", "memory"), ("GATEHOUSE_BFF__SESSION__STORE_FILE", "s.db")])
+                .unwrap_err();
+        assert_eq!(keys(&problems), ["bff.session.store_file"]);
+        let problems = store(&[("GATEHOUSE_BFF__SESSION__STORE_FILE", "''")]).unwrap_err();
+        assert_eq!(keys(&problems), ["bff.session.store_file"]);
+    }
+
+    #[test]
     fn edit_distance_counts_single_character_edits() {
         assert_eq!(edit_distance("acess", "access"), 1);
         assert_eq!(edit_distance("", "abc"), 3);

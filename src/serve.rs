@@ -71,6 +71,14 @@ pub async fn serve(config: Config) -> ExitCode {
             println!("gatehouse gateway listening on {} (https, HTTP/2)", tls.listen);
         }
         println!("  open:      {}", settings.public_origin);
+        match &settings.session.store {
+            gatehouse_bff::settings::SessionStoreSettings::Sqlite { path } => {
+                println!("  sessions:  {} (embedded store, sealed with the cookie keys)", path.display())
+            }
+            gatehouse_bff::settings::SessionStoreSettings::Memory => {
+                println!("  sessions:  in memory (a restart ends them)")
+            }
+        }
         tracing::info!(origin = %settings.public_origin, "gateway listening");
     }
     let settings = idp.settings(master_key);

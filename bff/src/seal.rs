@@ -100,7 +100,13 @@ impl KeyRing {
     /// None for anything wrong: unknown (retired) key id, bad base64, truncated, tampered, wrong purpose. Never
     /// panics on any input.
     pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
-        if sealed.len() > MAX_SEALED_LEN {
+        self.open_within(purpose, sealed, MAX_SEALED_LEN)
+    }
+
+    /// `open` for sealed values longer than a cookie, up to `max_len` characters: the session store seals whole
+    /// sessions (tokens, claims, DPoP key), which may exceed `MAX_SEALED_LEN`.
+    pub fn open_within(&self, purpose: &str, sealed: &str, max_len: usize) -> Option<Vec<u8>> {
+        if sealed.len() > max_len {
             return None;
         }
         let (id, body) = sealed.split_once('.')?;

@@ -1,10 +1,12 @@
 //! Server-side sessions. The browser's cookie carries only the sealed session id; what a session holds — the
 //! user's claims, the tokens and the session's DPoP private key — stays here.
 //!
-//! `SessionStore` is the seam for shared stores (Redis, in the scale-out issue); `MemorySessionStore` is the
-//! embedded default: a moka cache bounded in size whose entries expire after the idle timeout. Idle and
+//! `SessionStore` is the seam for shared stores (Redis, in the scale-out issue). The default is durable and
+//! embedded: `SqliteSessionStore` (`sqlite`: one SQLite file, bodies sealed with the cookie keys) behind
+//! `CachedSessionStore` (`cached`: moka in front, so lookups do no I/O). `MemorySessionStore` keeps sessions in
+//! process memory only: a moka cache bounded in size whose entries expire after the idle timeout. Idle and
 //! absolute expiry are also checked on every lookup (`Session::is_live`), so a store that keeps entries longer
-//! never revives one.
+//! never revives one. `conformance` is the test suite every store passes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gatehouse_proto::b64;
 use serde::{Deserialize, Serialize};
+
+pub mod cached;
+#[cfg(test)]
+mod conformance;
+pub mod sqlite;
+
+pub use cached::CachedSessionStore;
+pub use sqlite::SqliteSessionStore;
 
 /// The tokens of a session. `Debug` shows none of them.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -100,6 +100,18 @@ pub struct SessionSettings {
     pub refresh_skew: Duration,
     /// How many sessions the in-memory cache keeps. Default 100 000.
     pub cache_capacity: u64,
+    /// Where sessions are kept. Default: the embedded SQLite store.
+    pub store: SessionStoreSettings,
+}
+
+/// Where the gateway keeps its server-side sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionStoreSettings {
+    /// Process memory only: a restart ends every session.
+    Memory,
+    /// An SQLite database file (created when missing), with the in-memory cache in front: sessions survive a
+    /// restart as long as the cookie keys do. The session bodies are sealed with the cookie keys.
+    Sqlite { path: PathBuf },
 }
 
 /// What token a route forwards.

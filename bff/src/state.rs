@@ -12,8 +12,10 @@ use crate::oidc::OidcClient;
 use crate::refresh::Refresher;
 use crate::routes::Routes;
 use crate::seal::KeyRing;
-use crate::session::{Lifetimes, MemorySessionStore, Session, SessionStore, StoreError};
-use crate::settings::{BffSettings, Frontend, RouteSettings, TokenRequirement};
+use crate::session::{
+    CachedSessionStore, Lifetimes, MemorySessionStore, Session, SessionStore, SqliteSessionStore, StoreError,
+};
+use crate::settings::{BffSettings, Frontend, RouteSettings, SessionStoreSettings, TokenRequirement};
 use crate::static_files::StaticFiles;
 
 pub struct Gateway {
@@ -51,15 +53,40 @@ fn dev_server_route(upstream: &url::Url) -> RouteSettings {
     }
 }
 
+/// How often expired sessions are deleted from a durable store.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The store `settings.session.store` names: process memory, or the SQLite file with the cache in front (its
+/// bodies sealed with the cookie keys; expired rows swept every `SWEEP_INTERVAL`).
+async fn open_session_store(settings: &BffSettings) -> anyhow::Result<Arc<dyn SessionStore>> {
+    let session = &settings.session;
+    Ok(match &session.store {
+        SessionStoreSettings::Memory => Arc::new(MemorySessionStore::new(session.cache_capacity, session.idle_timeout)),
+        SessionStoreSettings::Sqlite { path } => {
+            let lifetimes = Lifetimes {
+                idle: session.idle_timeout.as_secs() as i64,
+                absolute: session.absolute_lifetime.as_secs() as i64,
+            };
+            let ring = KeyRing::new(&settings.cookie.keys)?;
+            let durable = Arc::new(
+                SqliteSessionStore::open(path, ring, lifetimes)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("session store {}: {e}", path.display()))?,
+            );
+            SqliteSessionStore::spawn_sweeper(&durable, SWEEP_INTERVAL);
+            Arc::new(CachedSessionStore::new(durable, session.cache_capacity, session.idle_timeout))
+        }
+    })
+}
+
 /// Sessions whose `last_seen` is older than this are written back on use (sliding expiration without a store
 /// write per request).
 pub const SLIDE_GRANULARITY: i64 = 30;
 
 impl Gateway {
-    /// Builds the state: key ring, session store (in memory), routes (DNS resolved here), frontend.
+    /// Builds the state: key ring, the configured session store, routes (DNS resolved here), frontend.
     pub async fn new(settings: BffSettings) -> anyhow::Result<Self> {
-        let sessions: Arc<dyn SessionStore> =
-            Arc::new(MemorySessionStore::new(settings.session.cache_capacity, settings.session.idle_timeout));
+        let sessions = open_session_store(&settings).await?;
         Self::with_store(settings, sessions).await
     }
 

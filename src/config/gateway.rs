@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gatehouse_bff::settings::{
     BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionSettings,
-    TlsListener, TokenRequirement,
+    SessionStoreSettings, TlsListener, TokenRequirement,
 };
 use gatehouse_proto::{Secret, b64};
 use url::Url;
@@ -196,8 +196,9 @@ pub(super) fn bff(
         }
         keys.push(CookieKey { id: "gen".into(), key });
         notes.push(
-            "bff.cookie.keys is not set: a random cookie key was generated for this run (sessions end at restart; \
-             set keys to keep them, and to share them between gateway nodes)"
+            "bff.cookie.keys is not set: a random cookie key was generated for this run, so sessions end at \
+             restart (sessions stored by an earlier run no longer open and are discarded); set keys to keep them, \
+             and to share them between gateway nodes"
                 .to_owned(),
         );
     }
@@ -218,6 +219,7 @@ pub(super) fn bff(
         ) as u64),
         refresh_skew: Duration::from_secs(s.refresh_skew_seconds.unwrap_or(30).max(0) as u64),
         cache_capacity: s.cache_capacity.unwrap_or(100_000).max(1) as u64,
+        store: session_store(p, s.store, s.store_file, idp, base),
     };
 
     let routes = raw.routes.into_iter().enumerate().filter_map(|(i, r)| route(p, i, r)).collect();
@@ -246,6 +248,44 @@ pub(super) fn bff(
         routes,
         frontend,
     })
+}
+
+/// `bff.session.store`: "sqlite" (default) in `store_file` (default `<idp.data_dir>/gateway-sessions.db`, relative
+/// paths against the configuration file's directory), or "memory".
+fn session_store(
+    p: &mut Problems,
+    store: Option<String>,
+    store_file: Option<String>,
+    idp: &IdpConfig,
+    base: &Path,
+) -> SessionStoreSettings {
+    match store.as_deref().unwrap_or("sqlite") {
+        "sqlite" => {
+            let path = match store_file {
+                Some(file) if file.trim().is_empty() => {
+                    p.hint("bff.session.store_file", "must not be empty", "a file path, or leave it unset");
+                    idp.data_dir.join("gateway-sessions.db")
+                }
+                Some(file) => resolve(base, &file),
+                None => idp.data_dir.join("gateway-sessions.db"),
+            };
+            SessionStoreSettings::Sqlite { path }
+        }
+        "memory" => {
+            if store_file.is_some() {
+                p.add("bff.session.store_file", "only used with bff.session.store = \"sqlite\"");
+            }
+            SessionStoreSettings::Memory
+        }
+        other => {
+            p.hint(
+                "bff.session.store",
+                format!("{other:?} is not a session store"),
+                "\"sqlite\" (default: sessions survive restarts) or \"memory\"",
+            );
+            SessionStoreSettings::Memory
+        }
+    }
 }
 
 fn route(p: &mut Problems, i: usize, r: RawRoute) -> Option<RouteSettings> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use gatehouse_bff::session::Session;
 use gatehouse_bff::settings::{
     BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionSettings,
-    TokenRequirement,
+    SessionStoreSettings, TokenRequirement,
 };
 use gatehouse_bff::{Gateway, RunningGateway};
 use gatehouse_idp::admin::{self, SessionSelector};
@@ -31,11 +31,13 @@ pub const API_AUDIENCE: &str = "https://api.test";
 pub struct Options {
     pub use_par: bool,
     pub access_token_ttl: i64,
+    /// Where the gateway keeps sessions. Default: memory.
+    pub session_store: SessionStoreSettings,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { use_par: true, access_token_ttl: 300 }
+        Self { use_par: true, access_token_ttl: 300, session_store: SessionStoreSettings::Memory }
     }
 }
 
@@ -43,6 +45,8 @@ pub struct Harness {
     pub issuer: String,
     pub gw_origin: String,
     pub gateway: Arc<Gateway>,
+    /// What the gateway was started with (`restart_gateway` starts it again with these).
+    pub settings: BffSettings,
     running: Mutex<Option<RunningGateway>>,
     idp_runtime: tokio::runtime::Handle,
     idp_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
@@ -130,6 +134,7 @@ impl Harness {
                 absolute_lifetime: Duration::from_secs(86400),
                 refresh_skew: Duration::from_secs(30),
                 cache_capacity: 10_000,
+                store: options.session_store.clone(),
             },
             routes: vec![
                 route("/api/", &api, false, Some(&gw_origin)),
@@ -153,20 +158,13 @@ impl Harness {
                 root: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spa"),
             },
         };
-        let gateway = Arc::new(Gateway::new(settings).await.unwrap());
-        let running = gatehouse_bff::start(gateway.clone()).unwrap();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        // Wait until the gateway answers.
-        for _ in 0..100 {
-            if http.get(format!("{gw_origin}/bff/user")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (gateway, running) = start_gateway(&http, settings.clone()).await;
         Self {
             issuer,
             gw_origin,
             gateway,
+            settings,
             running: Mutex::new(Some(running)),
             idp_runtime,
             idp_stop: Mutex::new(Some(stop_tx)),
@@ -183,6 +181,24 @@ impl Harness {
 
     pub fn gw_authority(&self) -> String {
         self.gw_origin.trim_start_matches("http://").to_owned()
+    }
+
+    /// Stops the gateway and starts a new one on the same port with `settings` as changed by `change` (the
+    /// token service and the upstreams keep running): what a gateway restart looks like to a browser.
+    pub async fn restart_gateway_with(mut self, change: impl FnOnce(&mut BffSettings)) -> Self {
+        let running = self.running.lock().unwrap().take();
+        if let Some(running) = running {
+            running.stop_async().await;
+        }
+        change(&mut self.settings);
+        let (gateway, running) = start_gateway(&self.http, self.settings.clone()).await;
+        self.gateway = gateway;
+        *self.running.lock().unwrap() = Some(running);
+        self
+    }
+
+    pub async fn restart_gateway(self) -> Self {
+        self.restart_gateway_with(|_| {}).await
     }
 
     pub async fn stop(self) {
@@ -335,7 +351,21 @@ impl Harness {
     }
 }
 
-fn rand_key() -> [u8; 32] {
+/// Builds and starts a gateway, and waits until it answers.
+async fn start_gateway(http: &reqwest::Client, settings: BffSettings) -> (Arc<Gateway>, RunningGateway) {
+    let origin = settings.public_origin.as_str().trim_end_matches('/').to_owned();
+    let gateway = Arc::new(Gateway::new(settings).await.unwrap());
+    let running = gatehouse_bff::start(gateway.clone()).unwrap();
+    for _ in 0..100 {
+        if http.get(format!("{origin}/bff/user")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (gateway, running)
+}
+
+pub fn rand_key() -> [u8; 32] {
     let key = gatehouse_proto::dpop_key::DpopKey::generate().unwrap();
     let mut out = [0u8; 32];
     out.copy_from_slice(&sha2_32(key.pkcs8()));
