@@ -20,6 +20,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::carrier::Carried;
 use crate::endpoints::{self, has_csrf_header, unauthorized};
 use crate::refresh::RefreshError;
 use crate::response::LocalResponse;
@@ -73,6 +74,9 @@ pub struct RequestCtx {
     buffered: bool,
     /// The caller's `X-Request-Id` when it is a sane token, else a random one; sent upstream and logged.
     request_id: String,
+    /// `Set-Cookie` lines for the session cookie (cookie mode: re-sealed after a refresh or slide, or deletions
+    /// of a dead cookie), added to the response whether the gateway or the upstream answers.
+    session_cookies: Vec<String>,
 }
 
 /// The request id to use: the incoming `X-Request-Id` if it is 1–64 visible ASCII characters without spaces
@@ -155,6 +159,14 @@ fn strip_hop_by_hop(request: &mut RequestHeader, keep_upgrade: bool) {
     }
 }
 
+/// True when a `Set-Cookie` value names a cookie starting with `prefix` (unparsable values count as ours: they
+/// are dropped rather than passed on).
+fn sets_cookie_named(value: &http::HeaderValue, prefix: &str) -> bool {
+    let Ok(text) = value.to_str() else { return true };
+    let name = text.split_once('=').map_or(text, |(name, _)| name).trim();
+    name.starts_with(prefix)
+}
+
 impl GatewayProxy {
     /// Decides what a route request needs; `Some(response)` answers locally (refusals).
     async fn prepare_route(
@@ -178,25 +190,28 @@ impl GatewayProxy {
         }
 
         let wants_user = !matches!(settings.token, TokenRequirement::None | TokenRequirement::Client);
-        let user = if wants_user {
-            match gw.session(headers, now).await {
-                Ok(user) => user,
+        let carried = if wants_user {
+            match gw.carried(headers, now).await {
+                Ok(carried) => carried,
                 Err(e) => {
                     tracing::error!(error = %e, "session store unavailable");
                     return Some(LocalResponse::error(503, "temporarily_unavailable", "sessions cannot be read now"));
                 }
             }
         } else {
-            None
+            Carried::default()
         };
-        match (settings.token, user) {
+        // A dead cookie (cookie mode) is cleared whatever happens next.
+        ctx.session_cookies = gw.response_cookies(&carried, None);
+        match (settings.token, carried.session.clone()) {
             (TokenRequirement::None, _) | (TokenRequirement::UserOrNone, None) => {}
             (TokenRequirement::User, None) => return Some(unauthorized("no session")),
             (TokenRequirement::User | TokenRequirement::UserOrClient | TokenRequirement::UserOrNone, Some(user)) => {
-                let user = match gw.refresher.fresh(&gw.oidc, gw.sessions.as_ref(), user, now).await {
+                let user = match gw.fresh(user, now).await {
                     Ok(user) => user,
                     Err(RefreshError::Ended(why)) => {
-                        return Some(unauthorized(why).header("set-cookie", crate::cookies::clear(gw.cookie_name())));
+                        ctx.session_cookies = gw.clear_session_cookies(&carried);
+                        return Some(unauthorized(why));
                     }
                     Err(RefreshError::Unavailable(_)) => {
                         return Some(LocalResponse::error(
@@ -206,10 +221,12 @@ impl GatewayProxy {
                         ));
                     }
                 };
+                let user = gw.touch(&user, now).await.unwrap_or(user);
+                // Cookie mode: refreshed tokens or a slid idle time travel back in a re-sealed cookie.
+                ctx.session_cookies = gw.response_cookies(&carried, Some(&user));
                 if !user.tokens.has_scopes(&settings.required_scopes) {
                     return Some(LocalResponse::error(403, "insufficient_scope", "the session lacks a required scope"));
                 }
-                let user = gw.touch(&user, now).await.unwrap_or(user);
                 let Some(key) = self.session_key(&user.id, &user.dpop_key) else {
                     return Some(unauthorized("session key unreadable"));
                 };
@@ -279,6 +296,7 @@ impl ProxyHttp for GatewayProxy {
 
         if let Some(route) = gw.routes.find(&path).cloned() {
             if let Some(refusal) = self.prepare_route(session, &route, ctx, now).await {
+                let refusal = endpoints::with_cookies(refusal, std::mem::take(&mut ctx.session_cookies));
                 write_local(session, refusal).await?;
                 return Ok(true);
             }
@@ -392,6 +410,29 @@ impl ProxyHttp for GatewayProxy {
                 e.set_retry(true);
                 return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // The upstream never sets (or deletes) the gateway's own cookies: the session cookie, its chunks, the
+        // login transaction cookies all start with the configured cookie name.
+        let ours = self.gateway.cookie_name();
+        let set_cookies: Vec<http::HeaderValue> =
+            response.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
+        if set_cookies.iter().any(|v| sets_cookie_named(v, ours)) {
+            response.remove_header(&http::header::SET_COOKIE);
+            for value in set_cookies.into_iter().filter(|v| !sets_cookie_named(v, ours)) {
+                response.append_header(http::header::SET_COOKIE, value)?;
+            }
+        }
+        for line in std::mem::take(&mut ctx.session_cookies) {
+            response.append_header(http::header::SET_COOKIE, line)?;
         }
         Ok(())
     }

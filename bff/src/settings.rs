@@ -100,6 +100,19 @@ pub struct SessionSettings {
     pub refresh_skew: Duration,
     /// How many sessions the in-memory cache keeps. Default 100 000.
     pub cache_capacity: u64,
+    /// Where sessions live: server-side (the cookie holds a sealed id) or in sealed cookie chunks. Default server.
+    pub mode: SessionMode,
+}
+
+/// Where a session's state lives (see `carrier`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionMode {
+    /// In the session store; the cookie carries only the sealed session id.
+    #[default]
+    Server,
+    /// The whole session sealed into the browser's cookie chunks; the gateway keeps only a list of ended
+    /// sessions (and, briefly, the latest refreshed tokens per session).
+    Cookie,
 }
 
 /// What token a route forwards.

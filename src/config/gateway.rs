@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use gatehouse_bff::settings::{
-    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionSettings,
+    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionMode, SessionSettings,
     TlsListener, TokenRequirement,
 };
 use gatehouse_proto::{Secret, b64};
@@ -218,6 +218,7 @@ pub(super) fn bff(
         ) as u64),
         refresh_skew: Duration::from_secs(s.refresh_skew_seconds.unwrap_or(30).max(0) as u64),
         cache_capacity: s.cache_capacity.unwrap_or(100_000).max(1) as u64,
+        mode: session_mode(p, s.mode.as_deref()),
     };
 
     let routes = raw.routes.into_iter().enumerate().filter_map(|(i, r)| route(p, i, r)).collect();
@@ -246,6 +247,18 @@ pub(super) fn bff(
         routes,
         frontend,
     })
+}
+
+/// `bff.session.mode`: "server" (default) or "cookie".
+fn session_mode(p: &mut Problems, mode: Option<&str>) -> SessionMode {
+    match mode.unwrap_or("server").to_ascii_lowercase().as_str() {
+        "server" => SessionMode::Server,
+        "cookie" => SessionMode::Cookie,
+        other => {
+            p.hint("bff.session.mode", format!("{other:?} is not allowed"), "\"server\" (default) or \"cookie\"");
+            SessionMode::Server
+        }
+    }
 }
 
 fn route(p: &mut Problems, i: usize, r: RawRoute) -> Option<RouteSettings> {

@@ -276,6 +276,7 @@ pub struct RawBffSession {
     pub absolute_lifetime_seconds: Option<i64>,
     pub refresh_skew_seconds: Option<i64>,
     pub cache_capacity: Option<i64>,
+    pub mode: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use gatehouse_bff::session::Session;
 use gatehouse_bff::settings::{
-    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionSettings,
-    TokenRequirement,
+    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionMode,
+    SessionSettings, TokenRequirement,
 };
 use gatehouse_bff::{Gateway, RunningGateway};
 use gatehouse_idp::admin::{self, SessionSelector};
@@ -31,11 +31,13 @@ pub const API_AUDIENCE: &str = "https://api.test";
 pub struct Options {
     pub use_par: bool,
     pub access_token_ttl: i64,
+    /// Where the gateway keeps sessions (default: server-side).
+    pub session_mode: SessionMode,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { use_par: true, access_token_ttl: 300 }
+        Self { use_par: true, access_token_ttl: 300, session_mode: SessionMode::Server }
     }
 }
 
@@ -130,6 +132,7 @@ impl Harness {
                 absolute_lifetime: Duration::from_secs(86400),
                 refresh_skew: Duration::from_secs(30),
                 cache_capacity: 10_000,
+                mode: options.session_mode,
             },
             routes: vec![
                 route("/api/", &api, false, Some(&gw_origin)),
@@ -220,6 +223,31 @@ impl Harness {
         let mut next = (*session).clone();
         next.tokens.access_token_expires_at = gatehouse_bff::now() + 5;
         self.gateway.sessions.put(Arc::new(next)).await.unwrap();
+    }
+
+    /// Cookie mode: the session `b`'s cookie chunks carry, as the gateway reads it now.
+    pub async fn cookie_session(&self, b: &Browser) -> Option<Arc<Session>> {
+        let url = url::Url::parse(&self.gw("/")).unwrap();
+        let mut headers = http::HeaderMap::new();
+        if let Some(cookie) = b.cookie_header(&url) {
+            headers.insert(http::header::COOKIE, cookie.parse().unwrap());
+        }
+        self.gateway.carried(&headers, gatehouse_bff::now()).await.unwrap().session
+    }
+
+    /// Cookie mode: re-seals `b`'s session with its access-token expiry moved inside the refresh skew (what
+    /// `expire_access_token_soon` does to a stored session).
+    pub async fn expire_cookie_access_token_soon(&self, b: &mut Browser) {
+        let session = self.cookie_session(b).await.expect("a cookie session");
+        let mut next = (*session).clone();
+        next.tokens.access_token_expires_at = gatehouse_bff::now() + 5;
+        let lines = self.gateway.establish(next, &http::HeaderMap::new()).await.unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for line in lines {
+            headers.append("set-cookie", line.parse().unwrap());
+        }
+        let url = url::Url::parse(&self.gw("/")).unwrap();
+        b.absorb(&Reply { url, status: 200, headers, body: String::new() });
     }
 
     pub fn echo_count(&self) -> usize {
