@@ -27,6 +27,7 @@ use crate::response::LocalResponse;
 use crate::routes::Route;
 use crate::settings::TokenRequirement;
 use crate::state::Gateway;
+use crate::transaction;
 
 /// Largest body a `/bff/*` endpoint reads (a logout token is well under 8 KiB).
 const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
@@ -201,8 +202,8 @@ impl GatewayProxy {
         } else {
             Carried::default()
         };
-        // A dead cookie (cookie mode) is cleared whatever happens next.
-        ctx.session_cookies = gw.response_cookies(&carried, None);
+        // Cookie mode: a dead cookie is cleared (and a stale one replaced) whatever happens next.
+        ctx.session_cookies = gw.response_cookies(&carried, carried.session.as_deref());
         match (settings.token, carried.session.clone()) {
             (TokenRequirement::None, _) | (TokenRequirement::UserOrNone, None) => {}
             (TokenRequirement::User, None) => return Some(unauthorized("no session")),
@@ -420,14 +421,16 @@ impl ProxyHttp for GatewayProxy {
         response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        // The upstream never sets (or deletes) the gateway's own cookies: the session cookie, its chunks, the
-        // login transaction cookies all start with the configured cookie name.
-        let ours = self.gateway.cookie_name();
+        // The upstream never sets (or deletes) the gateway's own cookies: the session cookie and its chunks
+        // (named from the configured cookie name) and the login transaction cookies.
+        let ours = |v: &http::HeaderValue| {
+            sets_cookie_named(v, self.gateway.cookie_name()) || sets_cookie_named(v, transaction::COOKIE_PREFIX)
+        };
         let set_cookies: Vec<http::HeaderValue> =
             response.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
-        if set_cookies.iter().any(|v| sets_cookie_named(v, ours)) {
+        if set_cookies.iter().any(ours) {
             response.remove_header(&http::header::SET_COOKIE);
-            for value in set_cookies.into_iter().filter(|v| !sets_cookie_named(v, ours)) {
+            for value in set_cookies.into_iter().filter(|v| !ours(v)) {
                 response.append_header(http::header::SET_COOKIE, value)?;
             }
         }

@@ -341,3 +341,63 @@ async fn catalogue_crypt20_tampered_or_mixed_cookie_chunks_are_anonymous_and_cle
     assert_eq!(two.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await.status, 200);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cookie_mode_the_idle_slide_reissues_the_cookie_at_most_every_slide_granularity() {
+    let h = Harness::start(cookie_mode()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    let fresh = b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await;
+    assert_eq!(fresh.status, 200);
+    assert!(session_set_cookies(&fresh).is_empty(), "a just-sealed session is not re-issued");
+
+    // A session last seen longer ago than SLIDE_GRANULARITY: the answer carries it re-sealed with last_seen now.
+    let session = h.cookie_session(&b).await.unwrap();
+    let mut idle = (*session).clone();
+    idle.last_seen = gatehouse_bff::now() - gatehouse_bff::state::SLIDE_GRANULARITY - 5;
+    let lines = h.gateway.establish(idle, &http::HeaderMap::new()).await.unwrap();
+    let mut set = reqwest::header::HeaderMap::new();
+    for line in lines {
+        set.append("set-cookie", line.parse().unwrap());
+    }
+    b.absorb(&Reply { url: url::Url::parse(&h.gw("/")).unwrap(), status: 200, headers: set, body: String::new() });
+    let slid = b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await;
+    assert_eq!(slid.status, 200);
+    assert!(!session_set_cookies(&slid).is_empty(), "the slid session travels back");
+    b.absorb(&slid);
+    let after = h.cookie_session(&b).await.unwrap();
+    assert!(after.last_seen >= gatehouse_bff::now() - 2, "last_seen slid to now");
+    assert_eq!(after.created_at, session.created_at, "the absolute lifetime does not slide");
+    let next = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
+    assert_eq!(next.status, 200);
+    assert!(session_set_cookies(&next).is_empty(), "within SLIDE_GRANULARITY: no new cookie");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_upstream_cannot_set_the_gateways_cookies() {
+    for mode in [SessionMode::Server, SessionMode::Cookie] {
+        let h = Harness::start(Options { session_mode: mode, ..Default::default() }).await;
+        let mut b = Browser::new();
+        h.login(&mut b, "alice", "/").await;
+        let reply = b
+            .get(
+                &h.gw("/echo/x"),
+                &[
+                    ("x-csrf", "1"),
+                    ("x-set-cookie", "__Host-gatehouse=forged; Path=/; Secure"),
+                    ("x-set-cookie", "__Host-gatehouse.1=forged; Path=/; Secure"),
+                    ("x-set-cookie", "__Host-gatehouse-tx-abc=forged; Path=/; Secure"),
+                    ("x-set-cookie", "app-pref=dark; Path=/"),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let lines = reply.set_cookies();
+        assert!(lines.iter().all(|c| !c.contains("forged")), "{mode:?}: {lines:?}");
+        assert!(lines.iter().any(|c| c.starts_with("app-pref=dark")), "{mode:?}: the app's own cookies pass");
+        b.absorb(&reply);
+        assert_eq!(b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await.status, 200, "{mode:?}");
+        h.stop().await;
+    }
+}

@@ -440,9 +440,14 @@ async fn start_echo(log: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
             for (name, value) in request.headers() {
                 seen.insert(name.as_str().into(), value.to_str().unwrap_or("").into());
             }
+            // `X-Set-Cookie: <line>` asks the echo to answer with `Set-Cookie: <line>` (cookie-confinement tests).
+            let mut set_cookies = axum::http::HeaderMap::new();
+            for line in request.headers().get_all("x-set-cookie") {
+                set_cookies.append(axum::http::header::SET_COOKIE, line.clone());
+            }
             let seen = serde_json::Value::Object(seen);
             log.lock().unwrap().push(seen.clone());
-            axum::Json(seen)
+            (set_cookies, axum::Json(seen))
         }
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
