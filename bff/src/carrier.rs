@@ -191,8 +191,8 @@ impl Gateway {
             }
             SessionCarrier::Cookie(_) => {
                 let name = self.cookie_name();
-                let values = chunks::seal(&self.ring, name, &encode_session(&session))
-                    .map_err(|_| EstablishError::TooLarge)?;
+                let values =
+                    chunks::seal(&self.ring, name, &encode_session(&session)).map_err(|_| EstablishError::TooLarge)?;
                 let present = chunks::present(name, &request_cookies(headers));
                 Ok(chunks::set_cookies(name, &values, self.settings.cookie.same_site, &present))
             }

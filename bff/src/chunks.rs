@@ -123,8 +123,11 @@ pub fn present(name: &str, cookies: &[(String, String)]) -> Vec<usize> {
 /// `Set-Cookie` lines writing `values` as the chunks of `name`, and deleting the chunks in `present` that the
 /// new set no longer uses (CRYPT-21).
 pub fn set_cookies(name: &str, values: &[String], same_site: SameSite, present: &[usize]) -> Vec<String> {
-    let mut lines: Vec<String> =
-        values.iter().enumerate().map(|(i, value)| cookies::set(&chunk_name(name, i), value, same_site, None)).collect();
+    let mut lines: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| cookies::set(&chunk_name(name, i), value, same_site, None))
+        .collect();
     lines.extend(present.iter().filter(|&&i| i >= values.len()).map(|&i| cookies::clear(&chunk_name(name, i))));
     lines
 }
@@ -345,7 +348,8 @@ mod tests {
         assert!(matches!(open(&ring, NAME, &many), Err(ChunkError::UnknownChunk | ChunkError::Malformed)));
         let thousand: Vec<(String, String)> = (0..1000).map(|i| (format!("c{i}"), "x".into())).collect();
         assert_eq!(open(&ring, NAME, &thousand), Ok(None));
-        let full: Vec<(String, String)> = (0..MAX_CHUNKS).map(|i| (chunk_name(NAME, i), "A".repeat(CHUNK_LEN))).collect();
+        let full: Vec<(String, String)> =
+            (0..MAX_CHUNKS).map(|i| (chunk_name(NAME, i), "A".repeat(CHUNK_LEN))).collect();
         assert_eq!(open(&ring, NAME, &full), Err(ChunkError::DoesNotOpen));
     }
 
@@ -393,5 +397,37 @@ mod tests {
         }
         // Nothing present: the first chunk is cleared anyway.
         assert_eq!(clear_cookies(NAME, &[]).len(), 1);
+    }
+
+    #[test]
+    fn random_chunk_sets_never_open_and_never_panic() {
+        let ring = ring();
+        let genuine = sealed_pairs(&plaintext(7000));
+        let alphabet = b"ABCxyz019-_.=!; ";
+        for round in 0..500u32 {
+            let count = 1 + (rand::random::<u8>() as usize % 7);
+            let pairs: Vec<(String, String)> = (0..count)
+                .map(|i| {
+                    let name = match rand::random::<u8>() % 4 {
+                        0 => NAME.to_owned(),
+                        1 => chunk_name(NAME, i),
+                        2 => format!("{NAME}.{}", rand::random::<u8>()),
+                        _ => genuine[i % genuine.len()].0.clone(),
+                    };
+                    let len = rand::random::<u16>() as usize % (CHUNK_LEN + 10);
+                    let value = if rand::random::<bool>() {
+                        let mut v = genuine[i % genuine.len()].1.clone().into_bytes();
+                        let at = rand::random::<u16>() as usize % v.len();
+                        v[at] = alphabet[rand::random::<u8>() as usize % alphabet.len()];
+                        String::from_utf8_lossy(&v).into_owned()
+                    } else {
+                        (0..len).map(|_| alphabet[rand::random::<u8>() as usize % alphabet.len()] as char).collect()
+                    };
+                    (name, value)
+                })
+                .collect();
+            let outcome = open(&ring, NAME, &pairs);
+            assert!(!matches!(outcome, Ok(Some(_))) || pairs == genuine, "round {round}: {outcome:?}");
+        }
     }
 }

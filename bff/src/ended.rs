@@ -147,12 +147,7 @@ mod tests {
             idp_sid: idp_sid.map(Into::into),
             claims: serde_json::Map::new(),
             id_token: "id".into(),
-            tokens: Tokens {
-                access_token: "at".into(),
-                access_token_expires_at: 0,
-                refresh_token: None,
-                scope: None,
-            },
+            tokens: Tokens { access_token: "at".into(), access_token_expires_at: 0, refresh_token: None, scope: None },
             dpop_key: vec![],
             created_at,
             last_seen: created_at,

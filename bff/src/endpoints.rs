@@ -3,7 +3,6 @@
 //!
 //! Each is a plain async function from the request's parts to a `LocalResponse`; `proxy` only adapts pingora.
 
-
 use gatehouse_proto::dpop_key::DpopKey;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};

@@ -250,8 +250,7 @@ async fn catalogue_crypt17_idle_and_absolute_expiry_come_from_the_sealed_times()
     let mut b = Browser::new();
     h.login(&mut b, "alice", "/").await;
     let session = h.cookie_session(&b).await.unwrap();
-    let cookie_header: String =
-        chunks_of(&b).iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
+    let cookie_header: String = chunks_of(&b).iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::COOKIE, cookie_header.parse().unwrap());
     let at = |now: i64| {

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use gatehouse_bff::settings::{
-    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionMode, SessionSettings,
-    TlsListener, TokenRequirement,
+    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionMode,
+    SessionSettings, TlsListener, TokenRequirement,
 };
 use gatehouse_proto::{Secret, b64};
 use url::Url;
