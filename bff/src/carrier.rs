@@ -173,16 +173,17 @@ impl Gateway {
         }
     }
 
-    /// `Set-Cookie` lines deleting the session cookie (every chunk the request carries, in cookie mode).
-    pub fn clear_session_cookies(&self, carried: &Carried) -> Vec<String> {
+    /// `Set-Cookie` lines deleting the session cookie: in cookie mode every possible chunk, not only those the
+    /// request shows (BFF-CK08: all chunks deleted).
+    pub fn clear_session_cookies(&self) -> Vec<String> {
         match &self.carrier {
             SessionCarrier::Server => vec![cookies::clear(self.cookie_name())],
-            SessionCarrier::Cookie(_) => chunks::clear_cookies(self.cookie_name(), &carried.present),
+            SessionCarrier::Cookie(_) => chunks::clear_cookies(self.cookie_name(), &all_chunks()),
         }
     }
 
-    /// Starts a new session; the `Set-Cookie` lines that carry it (replacing whatever chunks the request had).
-    pub async fn establish(&self, session: Session, headers: &HeaderMap) -> Result<Vec<String>, EstablishError> {
+    /// Starts a new session; the `Set-Cookie` lines that carry it (replacing whatever chunks the browser has).
+    pub async fn establish(&self, session: Session) -> Result<Vec<String>, EstablishError> {
         match &self.carrier {
             SessionCarrier::Server => {
                 let cookie = self.session_cookie(&session.id);
@@ -193,8 +194,10 @@ impl Gateway {
                 let name = self.cookie_name();
                 let values =
                     chunks::seal(&self.ring, name, &encode_session(&session)).map_err(|_| EstablishError::TooLarge)?;
-                let present = chunks::present(name, &request_cookies(headers));
-                Ok(chunks::set_cookies(name, &values, self.settings.cookie.same_site, &present))
+                // The callback is a cross-site navigation from the token service: a `SameSite=Strict` cookie is
+                // not sent with it, so the chunks an earlier session left cannot be seen. Delete every index the
+                // new set does not use (CRYPT-21), or a stale `.1` would spoil the new set.
+                Ok(chunks::set_cookies(name, &values, self.settings.cookie.same_site, &all_chunks()))
             }
         }
     }
@@ -289,6 +292,11 @@ impl RefreshSessions for CookieRefresh<'_> {
         let keep_for = remaining(session.created_at.saturating_add(self.absolute), now);
         self.carrier.ended.record(Ended::Session { id: session.id.clone() }, keep_for).await
     }
+}
+
+/// Every chunk index a cookie set may use.
+fn all_chunks() -> Vec<usize> {
+    (0..chunks::MAX_CHUNKS).collect()
 }
 
 /// Seconds from `now` until `end`, at least one.

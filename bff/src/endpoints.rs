@@ -269,7 +269,7 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
         created_at: now,
         last_seen: now,
     };
-    let session_cookies = match gw.establish(session, req.headers).await {
+    let session_cookies = match gw.establish(session).await {
         Ok(lines) => lines,
         Err(EstablishError::Store(e)) => {
             tracing::error!(error = %e, "cannot store the new session");
@@ -332,7 +332,7 @@ async fn logout(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
             return error_page(503, "Logout unavailable", "Sessions cannot be read right now. Try again.");
         }
     };
-    let clear = gw.clear_session_cookies(&carried);
+    let clear = gw.clear_session_cookies();
     let Some(session) = carried.session else {
         // Nothing to end: leave no cookie behind and go home.
         return with_cookies(LocalResponse::redirect("/"), clear);

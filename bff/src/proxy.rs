@@ -211,7 +211,7 @@ impl GatewayProxy {
                 let user = match gw.fresh(user, now).await {
                     Ok(user) => user,
                     Err(RefreshError::Ended(why)) => {
-                        ctx.session_cookies = gw.clear_session_cookies(&carried);
+                        ctx.session_cookies = gw.clear_session_cookies();
                         return Some(unauthorized(why));
                     }
                     Err(RefreshError::Unavailable(_)) => {

@@ -241,7 +241,7 @@ impl Harness {
         let session = self.cookie_session(b).await.expect("a cookie session");
         let mut next = (*session).clone();
         next.tokens.access_token_expires_at = gatehouse_bff::now() + 5;
-        let lines = self.gateway.establish(next, &http::HeaderMap::new()).await.unwrap();
+        let lines = self.gateway.establish(next).await.unwrap();
         let mut headers = reqwest::header::HeaderMap::new();
         for line in lines {
             headers.append("set-cookie", line.parse().unwrap());
