@@ -498,7 +498,12 @@ impl ProxyHttp for GatewayProxy {
         }
         tracing::warn!(status, request_id = %ctx.request_id, error = %e, "request failed");
         session.set_keepalive(None);
-        let _ = write_local(session, LocalResponse::error(status, code, description)).await;
+        // Refreshed tokens (cookie mode) reach the browser even when the upstream failed.
+        let response = endpoints::with_cookies(
+            LocalResponse::error(status, code, description),
+            std::mem::take(&mut ctx.session_cookies),
+        );
+        let _ = write_local(session, response).await;
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }
 }
