@@ -43,10 +43,11 @@ install_package wrk wrk
 install_package nginx nginx
 nginx_bin=$(command -v nginx)
 
-cargo build --release -p gatehouse-bff --example bare_proxy
-if ! $proxies_only; then
-  cargo build --release --bin gatehouse
-  cargo build --release -p gatehouse-example-api
+# One cargo invocation, so the packages share one feature resolution (separate builds rebuild dependencies).
+if $proxies_only; then
+  cargo build --release -p gatehouse-bff --example bare_proxy
+else
+  cargo build --release -p gatehouse -p gatehouse-example-api -p gatehouse-bff --bins --example bare_proxy
 fi
 
 # ------------------------------------------------------------------------------------------------ processes

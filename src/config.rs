@@ -722,4 +722,14 @@ password = "short"
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
+
+    #[test]
+    fn bff_session_mode_defaults_to_server_and_accepts_cookie() {
+        use gatehouse_bff::settings::SessionMode;
+        let mode = |pairs: &[(&str, &str)]| demo_with(pairs).unwrap().bff.unwrap().session.mode;
+        assert_eq!(mode(&[]), SessionMode::Server);
+        assert_eq!(mode(&[("GATEHOUSE_BFF__SESSION__MODE", "cookie")]), SessionMode::Cookie);
+        let problems = demo_with(&[("GATEHOUSE_BFF__SESSION__MODE", "browser")]).unwrap_err();
+        assert!(problem(&problems, "bff.session.mode").hint.as_deref().unwrap().contains("cookie"));
+    }
 }

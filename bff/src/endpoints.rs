@@ -3,12 +3,11 @@
 //!
 //! Each is a plain async function from the request's parts to a `LocalResponse`; `proxy` only adapts pingora.
 
-use std::sync::Arc;
-
 use gatehouse_proto::dpop_key::DpopKey;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use crate::carrier::EstablishError;
 use crate::cookies;
 use crate::oidc::{AuthorizationRequest, OidcError};
 use crate::refresh::tokens_from;
@@ -253,8 +252,10 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
     };
 
     // No fixation: whatever session the browser had is ended, and the new one gets a fresh id.
-    if let Some(old) = gw.session_id(req.headers) {
-        let _ = gw.sessions.remove(&old).await;
+    if let Ok(carried) = gw.carried(req.headers, now).await
+        && let Some(old) = &carried.session
+    {
+        let _ = gw.end_session(old, now).await;
     }
     let session = Session {
         id: Session::new_id(),
@@ -268,14 +269,25 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
         created_at: now,
         last_seen: now,
     };
-    let cookie = gw.session_cookie(&session.id);
-    if let Err(e) = gw.sessions.put(Arc::new(session)).await {
-        tracing::error!(error = %e, "cannot store the new session");
-        return fail(503, "Sessions cannot be stored right now.");
-    }
+    let session_cookies = match gw.establish(session).await {
+        Ok(lines) => lines,
+        Err(EstablishError::Store(e)) => {
+            tracing::error!(error = %e, "cannot store the new session");
+            return fail(503, "Sessions cannot be stored right now.");
+        }
+        Err(EstablishError::TooLarge) => {
+            tracing::error!("the new session is too large for cookie chunks");
+            return fail(500, "The session is too large to be kept.");
+        }
+    };
     tracing::info!(sub = %claims.sub, silent = tx.silent, "login complete: session created");
     let response = if tx.silent { silent_login_page(true) } else { LocalResponse::redirect(&tx.return_url) };
-    response.header("set-cookie", clear_tx).header("set-cookie", cookie)
+    with_cookies(response.header("set-cookie", clear_tx), session_cookies)
+}
+
+/// Adds `Set-Cookie` lines to a response.
+pub fn with_cookies(response: LocalResponse, set_cookies: Vec<String>) -> LocalResponse {
+    set_cookies.into_iter().fold(response, |response, line| response.header("set-cookie", line))
 }
 
 /// `GET /bff/user`: the session's claims in Duende's shape; 401 JSON when anonymous.
@@ -283,13 +295,15 @@ async fn user_endpoint(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalRespon
     if !has_csrf_header(req.headers) {
         return unauthorized("the X-CSRF: 1 header is required");
     }
-    let session = match gw.session(req.headers, now).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return unauthorized("no session"),
+    let carried = match gw.carried(req.headers, now).await {
+        Ok(carried) => carried,
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable");
             return LocalResponse::error(503, "temporarily_unavailable", "sessions cannot be read right now");
         }
+    };
+    let Some(session) = carried.session.clone() else {
+        return with_cookies(unauthorized("no session"), gw.response_cookies(&carried, None));
     };
     let session = if req.param("slide").as_deref() == Some("false") {
         session
@@ -305,23 +319,23 @@ async fn user_endpoint(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalRespon
         session.expires_in(gw.lifetimes, now),
         None,
     );
-    LocalResponse::json(200, &document)
+    with_cookies(LocalResponse::json(200, &document), gw.response_cookies(&carried, Some(&session)))
 }
 
 /// `GET /bff/logout?sid=`: revokes the refresh token, ends the session, clears the cookie, then RP-initiated
 /// logout at the token service. Without the session's `sid` it refuses (a cross-site link cannot log users out).
 async fn logout(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
-    let clear = cookies::clear(gw.cookie_name());
-    let session = match gw.session(req.headers, now).await {
-        Ok(session) => session,
+    let carried = match gw.carried(req.headers, now).await {
+        Ok(carried) => carried,
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable");
             return error_page(503, "Logout unavailable", "Sessions cannot be read right now. Try again.");
         }
     };
-    let Some(session) = session else {
+    let clear = gw.clear_session_cookies();
+    let Some(session) = carried.session else {
         // Nothing to end: leave no cookie behind and go home.
-        return LocalResponse::redirect("/").header("set-cookie", clear);
+        return with_cookies(LocalResponse::redirect("/"), clear);
     };
     let sid_ok =
         req.param("sid").is_some_and(|sid| gatehouse_proto::secret::ct_eq(sid.as_bytes(), session.sid.as_bytes()));
@@ -334,7 +348,7 @@ async fn logout(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
     {
         tracing::warn!(error = %e, "refresh token revocation failed (the session ends anyway)");
     }
-    if let Err(e) = gw.sessions.remove(&session.id).await {
+    if let Err(e) = gw.end_session(&session, now).await {
         tracing::error!(error = %e, "cannot remove the session");
         return error_page(503, "Logout unavailable", "Sessions cannot be changed right now. Try again.");
     }
@@ -347,7 +361,7 @@ async fn logout(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
             "/".to_owned()
         }
     };
-    LocalResponse::redirect(&location).header("set-cookie", clear)
+    with_cookies(LocalResponse::redirect(&location), clear)
 }
 
 /// `POST /bff/backchannel`: an OpenID Connect back-channel logout token ends the sessions it names.
@@ -377,14 +391,12 @@ async fn backchannel(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse
             return LocalResponse::error(400, "invalid_request", "the logout token is not valid");
         }
     };
-    let ended = match (&logout.sid, &logout.sub) {
-        (Some(sid), _) => gw.sessions.remove_by_idp_sid(sid).await,
-        (None, Some(sub)) => gw.sessions.remove_by_sub(sub).await,
-        (None, None) => Ok(0),
-    };
-    match ended {
+    match gw.end_idp_sessions(logout.sid.as_deref(), logout.sub.as_deref(), now).await {
         Ok(count) => {
-            tracing::info!(count, "back-channel logout: sessions ended");
+            match count {
+                Some(count) => tracing::info!(count, "back-channel logout: sessions ended"),
+                None => tracing::info!("back-channel logout: sessions listed as ended"),
+            }
             LocalResponse::new(200).header("cache-control", "no-store")
         }
         Err(e) => {

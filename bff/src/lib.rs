@@ -2,7 +2,9 @@
 //!
 //! A browser app (SPA, Blazor WASM) sits behind the gateway and never sees a token. The gateway
 //! - terminates browser sessions in an AES-256-GCM sealed `__Host-` cookie that carries only a random session id
-//!   (`seal`); tokens and the session's DPoP private key stay server-side (`session`);
+//!   (`seal`); tokens and the session's DPoP private key stay server-side (`session`) — or, in the optional
+//!   cookie mode, travel sealed in cookie chunks with a server-side list of ended sessions (`carrier`, `chunks`,
+//!   `ended`);
 //! - runs the OpenID Connect authorization-code flow (+PKCE S256, +PAR, +DPoP) against the token service as a
 //!   confidential client (`oidc`, `transaction`, `endpoints`), refreshes access tokens before they expire with
 //!   one refresh per session however many requests wait (`refresh`);
@@ -14,7 +16,10 @@
 //!
 //! Protocol logic lives in plain functions the tests call directly; `proxy` only adapts them to pingora.
 
+pub mod carrier;
+pub mod chunks;
 pub mod cookies;
+pub mod ended;
 pub mod endpoints;
 pub mod oidc;
 pub mod proxy;

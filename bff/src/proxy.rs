@@ -20,12 +20,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::carrier::Carried;
 use crate::endpoints::{self, has_csrf_header, unauthorized};
 use crate::refresh::RefreshError;
 use crate::response::LocalResponse;
 use crate::routes::Route;
 use crate::settings::TokenRequirement;
 use crate::state::Gateway;
+use crate::transaction;
 
 /// Largest body a `/bff/*` endpoint reads (a logout token is well under 8 KiB).
 const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
@@ -73,6 +75,9 @@ pub struct RequestCtx {
     buffered: bool,
     /// The caller's `X-Request-Id` when it is a sane token, else a random one; sent upstream and logged.
     request_id: String,
+    /// `Set-Cookie` lines for the session cookie (cookie mode: re-sealed after a refresh or slide, or deletions
+    /// of a dead cookie), added to the response whether the gateway or the upstream answers.
+    session_cookies: Vec<String>,
 }
 
 /// The request id to use: the incoming `X-Request-Id` if it is 1–64 visible ASCII characters without spaces
@@ -155,6 +160,14 @@ fn strip_hop_by_hop(request: &mut RequestHeader, keep_upgrade: bool) {
     }
 }
 
+/// True when a `Set-Cookie` value names a cookie starting with `prefix` (unparsable values count as ours: they
+/// are dropped rather than passed on).
+fn sets_cookie_named(value: &http::HeaderValue, prefix: &str) -> bool {
+    let Ok(text) = value.to_str() else { return true };
+    let name = text.split_once('=').map_or(text, |(name, _)| name).trim();
+    name.starts_with(prefix)
+}
+
 impl GatewayProxy {
     /// Decides what a route request needs; `Some(response)` answers locally (refusals).
     async fn prepare_route(
@@ -178,25 +191,28 @@ impl GatewayProxy {
         }
 
         let wants_user = !matches!(settings.token, TokenRequirement::None | TokenRequirement::Client);
-        let user = if wants_user {
-            match gw.session(headers, now).await {
-                Ok(user) => user,
+        let carried = if wants_user {
+            match gw.carried(headers, now).await {
+                Ok(carried) => carried,
                 Err(e) => {
                     tracing::error!(error = %e, "session store unavailable");
                     return Some(LocalResponse::error(503, "temporarily_unavailable", "sessions cannot be read now"));
                 }
             }
         } else {
-            None
+            Carried::default()
         };
-        match (settings.token, user) {
+        // Cookie mode: a dead cookie is cleared (and a stale one replaced) whatever happens next.
+        ctx.session_cookies = gw.response_cookies(&carried, carried.session.as_deref());
+        match (settings.token, carried.session.clone()) {
             (TokenRequirement::None, _) | (TokenRequirement::UserOrNone, None) => {}
             (TokenRequirement::User, None) => return Some(unauthorized("no session")),
             (TokenRequirement::User | TokenRequirement::UserOrClient | TokenRequirement::UserOrNone, Some(user)) => {
-                let user = match gw.refresher.fresh(&gw.oidc, gw.sessions.as_ref(), user, now).await {
+                let user = match gw.fresh(user, now).await {
                     Ok(user) => user,
                     Err(RefreshError::Ended(why)) => {
-                        return Some(unauthorized(why).header("set-cookie", crate::cookies::clear(gw.cookie_name())));
+                        ctx.session_cookies = gw.clear_session_cookies();
+                        return Some(unauthorized(why));
                     }
                     Err(RefreshError::Unavailable(_)) => {
                         return Some(LocalResponse::error(
@@ -206,10 +222,12 @@ impl GatewayProxy {
                         ));
                     }
                 };
+                let user = gw.touch(&user, now).await.unwrap_or(user);
+                // Cookie mode: refreshed tokens or a slid idle time travel back in a re-sealed cookie.
+                ctx.session_cookies = gw.response_cookies(&carried, Some(&user));
                 if !user.tokens.has_scopes(&settings.required_scopes) {
                     return Some(LocalResponse::error(403, "insufficient_scope", "the session lacks a required scope"));
                 }
-                let user = gw.touch(&user, now).await.unwrap_or(user);
                 let Some(key) = self.session_key(&user.id, &user.dpop_key) else {
                     return Some(unauthorized("session key unreadable"));
                 };
@@ -279,6 +297,7 @@ impl ProxyHttp for GatewayProxy {
 
         if let Some(route) = gw.routes.find(&path).cloned() {
             if let Some(refusal) = self.prepare_route(session, &route, ctx, now).await {
+                let refusal = endpoints::with_cookies(refusal, std::mem::take(&mut ctx.session_cookies));
                 write_local(session, refusal).await?;
                 return Ok(true);
             }
@@ -396,6 +415,31 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // The upstream never sets (or deletes) the gateway's own cookies: the session cookie and its chunks
+        // (named from the configured cookie name) and the login transaction cookies.
+        let ours = |v: &http::HeaderValue| {
+            sets_cookie_named(v, self.gateway.cookie_name()) || sets_cookie_named(v, transaction::COOKIE_PREFIX)
+        };
+        let set_cookies: Vec<http::HeaderValue> =
+            response.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
+        if set_cookies.iter().any(ours) {
+            response.remove_header(&http::header::SET_COOKIE);
+            for value in set_cookies.into_iter().filter(|v| !ours(v)) {
+                response.append_header(http::header::SET_COOKIE, value)?;
+            }
+        }
+        for line in std::mem::take(&mut ctx.session_cookies) {
+            response.append_header(http::header::SET_COOKIE, line)?;
+        }
+        Ok(())
+    }
+
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -454,7 +498,12 @@ impl ProxyHttp for GatewayProxy {
         }
         tracing::warn!(status, request_id = %ctx.request_id, error = %e, "request failed");
         session.set_keepalive(None);
-        let _ = write_local(session, LocalResponse::error(status, code, description)).await;
+        // Refreshed tokens (cookie mode) reach the browser even when the upstream failed.
+        let response = endpoints::with_cookies(
+            LocalResponse::error(status, code, description),
+            std::mem::take(&mut ctx.session_cookies),
+        );
+        let _ = write_local(session, response).await;
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use gatehouse_proto::dpop_key::DpopKey;
 
 use crate::oidc::{OidcClient, OidcError, TokenResponse};
-use crate::session::{Session, SessionStore, Tokens};
+use async_trait::async_trait;
+
+use crate::session::{Session, SessionStore, StoreError, Tokens};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -34,6 +36,36 @@ pub fn tokens_from(response: &TokenResponse, previous_refresh_token: Option<&str
         access_token_expires_at: now.saturating_add(response.expires_in.unwrap_or(60).max(0)),
         refresh_token: response.refresh_token.clone().or_else(|| previous_refresh_token.map(str::to_owned)),
         scope: response.scope.clone(),
+    }
+}
+
+/// What the refresher needs from wherever sessions live (the store in server mode; the ended list and the
+/// latest-tokens cache in cookie mode, see `carrier`).
+#[async_trait]
+pub trait RefreshSessions: Send + Sync {
+    /// The newest known state of `session` (another flight or node may have refreshed it); `None`: it ended.
+    async fn current(&self, session: &Arc<Session>) -> Result<Option<Arc<Session>>, StoreError>;
+    /// Keeps the refreshed session.
+    async fn save(&self, session: Arc<Session>) -> Result<(), StoreError>;
+    /// Ends the session (its refresh was refused).
+    async fn end(&self, session: &Session, now: i64) -> Result<(), StoreError>;
+}
+
+/// Server mode: sessions in a `SessionStore`.
+pub struct StoreSessions<'a>(pub &'a dyn SessionStore);
+
+#[async_trait]
+impl RefreshSessions for StoreSessions<'_> {
+    async fn current(&self, session: &Arc<Session>) -> Result<Option<Arc<Session>>, StoreError> {
+        self.0.get(&session.id).await
+    }
+
+    async fn save(&self, session: Arc<Session>) -> Result<(), StoreError> {
+        self.0.put(session).await
+    }
+
+    async fn end(&self, session: &Session, _now: i64) -> Result<(), StoreError> {
+        self.0.remove(&session.id).await.map(|_| ())
     }
 }
 
@@ -63,11 +95,22 @@ impl Refresher {
         tokens.access_token_expires_at.saturating_sub(self.skew) <= now
     }
 
-    /// The session with a usable access token: as is, or after the (shared) refresh.
+    /// The session with a usable access token: as is, or after the (shared) refresh, with sessions in `store`.
     pub async fn fresh(
         &self,
         oidc: &OidcClient,
         store: &dyn SessionStore,
+        session: Arc<Session>,
+        now: i64,
+    ) -> Result<Arc<Session>, RefreshError> {
+        self.fresh_in(oidc, &StoreSessions(store), session, now).await
+    }
+
+    /// `fresh` with sessions wherever `sessions` keeps them (the store, or cookie-mode's `carrier`).
+    pub async fn fresh_in(
+        &self,
+        oidc: &OidcClient,
+        sessions: &dyn RefreshSessions,
         session: Arc<Session>,
         now: i64,
     ) -> Result<Arc<Session>, RefreshError> {
@@ -76,7 +119,7 @@ impl Refresher {
         }
         let key = format!("{}:{}", session.id, session.tokens.access_token_expires_at);
         self.flights
-            .try_get_with(key, self.refresh_once(oidc, store, &session.id, now))
+            .try_get_with(key, self.refresh_once(oidc, sessions, &session, now))
             .await
             .map_err(|e: Arc<RefreshError>| (*e).clone())
     }
@@ -84,12 +127,12 @@ impl Refresher {
     async fn refresh_once(
         &self,
         oidc: &OidcClient,
-        store: &dyn SessionStore,
-        id: &str,
+        sessions: &dyn RefreshSessions,
+        session: &Arc<Session>,
         now: i64,
     ) -> Result<Arc<Session>, RefreshError> {
-        // Another flight (or node) may have refreshed already: work from the stored session.
-        let current = store.get(id).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
+        // Another flight (or node) may have refreshed already: work from the latest known session.
+        let current = sessions.current(session).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
         let Some(current) = current else { return Err(RefreshError::Ended("session gone")) };
         if !self.needs_refresh(&current.tokens, now) {
             return Ok(current);
@@ -98,7 +141,7 @@ impl Refresher {
             if current.tokens.access_token_expires_at > now {
                 return Ok(current);
             }
-            let _ = store.remove(id).await;
+            let _ = sessions.end(&current, now).await;
             return Err(RefreshError::Ended("access token expired and no refresh token"));
         };
         let key =
@@ -112,13 +155,13 @@ impl Refresher {
                     next.tokens.scope = current.tokens.scope.clone();
                 }
                 let next = Arc::new(next);
-                store.put(next.clone()).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
+                sessions.save(next.clone()).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
                 tracing::debug!(sub = %current.sub, "access token refreshed");
                 Ok(next)
             }
             Err(OidcError::Refused { error, .. }) => {
                 tracing::info!(sub = %current.sub, %error, "refresh refused: session ended");
-                let _ = store.remove(id).await;
+                let _ = sessions.end(&current, now).await;
                 Err(RefreshError::Ended("refresh refused by the token service"))
             }
             Err(e) => {

@@ -78,6 +78,14 @@ impl KeyRing {
         &self.keys[0].id
     }
 
+    /// The length of `seal(_, plaintext)` for a plaintext of `plaintext_len` bytes under the current key (callers
+    /// that split sealed values decide how many pieces before sealing).
+    pub fn sealed_len(&self, plaintext_len: usize) -> usize {
+        let blob = NONCE_LEN + plaintext_len + TAG_LEN;
+        // Unpadded base64url: 4 characters per 3 bytes, the last group shortened.
+        self.keys[0].id.len() + 1 + (blob * 4).div_ceil(3)
+    }
+
     /// `<key id>.<base64url(96-bit random nonce || ciphertext+tag)>`; `purpose` (e.g. the cookie name) is the AEAD
     /// associated data, so a value sealed for one cookie cannot be opened as another.
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
@@ -159,6 +167,14 @@ mod tests {
             let sealed = ring.seal(PURPOSE, plaintext);
             assert!(sealed.starts_with("k1."), "{sealed}");
             assert_eq!(ring.open(PURPOSE, &sealed).as_deref(), Some(plaintext));
+        }
+    }
+
+    #[test]
+    fn sealed_len_predicts_the_length() {
+        let ring = ring(&[("k1", 1)]);
+        for len in [0, 1, 2, 3, 4, 100, 4000, 4001, 4002] {
+            assert_eq!(ring.seal(PURPOSE, &vec![7u8; len]).len(), ring.sealed_len(len), "{len}");
         }
     }
 

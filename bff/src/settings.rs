@@ -102,6 +102,8 @@ pub struct SessionSettings {
     pub cache_capacity: u64,
     /// Where sessions are kept. Default: the embedded SQLite store.
     pub store: SessionStoreSettings,
+    /// Where sessions live: server-side (the cookie holds a sealed id) or in sealed cookie chunks. Default server.
+    pub mode: SessionMode,
 }
 
 /// Where the gateway keeps its server-side sessions.
@@ -112,6 +114,17 @@ pub enum SessionStoreSettings {
     /// An SQLite database file (created when missing), with the in-memory cache in front: sessions survive a
     /// restart as long as the cookie keys do. The session bodies are sealed with the cookie keys.
     Sqlite { path: PathBuf },
+}
+
+/// Where a session's state lives (see `carrier`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionMode {
+    /// In the session store; the cookie carries only the sealed session id.
+    #[default]
+    Server,
+    /// The whole session sealed into the browser's cookie chunks; the gateway keeps only a list of ended
+    /// sessions (and, briefly, the latest refreshed tokens per session).
+    Cookie,
 }
 
 /// What token a route forwards.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use gatehouse_proto::dpop_key::DpopKey;
 use http::HeaderMap;
 
+use crate::carrier::SessionCarrier;
 use crate::cookies;
 use crate::oidc::OidcClient;
 use crate::refresh::Refresher;
@@ -15,13 +16,15 @@ use crate::seal::KeyRing;
 use crate::session::{
     CachedSessionStore, Lifetimes, MemorySessionStore, Session, SessionStore, SqliteSessionStore, StoreError,
 };
-use crate::settings::{BffSettings, Frontend, RouteSettings, SessionStoreSettings, TokenRequirement};
+use crate::settings::{BffSettings, Frontend, RouteSettings, SessionMode, SessionStoreSettings, TokenRequirement};
 use crate::static_files::StaticFiles;
 
 pub struct Gateway {
     pub settings: BffSettings,
     pub ring: KeyRing,
     pub sessions: Arc<dyn SessionStore>,
+    /// The session mode: where session state travels (`carrier`).
+    pub carrier: SessionCarrier,
     pub oidc: OidcClient,
     pub routes: Arc<Routes>,
     pub static_files: Option<StaticFiles>,
@@ -60,7 +63,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 /// bodies sealed with the cookie keys; expired rows swept every `SWEEP_INTERVAL`).
 async fn open_session_store(settings: &BffSettings) -> anyhow::Result<Arc<dyn SessionStore>> {
     let session = &settings.session;
-    Ok(match &session.store {
+    // Cookie mode keeps no session server-side: no database file to open.
+    let store = if session.mode == SessionMode::Cookie { &SessionStoreSettings::Memory } else { &session.store };
+    Ok(match store {
         SessionStoreSettings::Memory => Arc::new(MemorySessionStore::new(session.cache_capacity, session.idle_timeout)),
         SessionStoreSettings::Sqlite { path } => {
             let lifetimes = Lifetimes {
@@ -111,9 +116,11 @@ impl Gateway {
             idle: settings.session.idle_timeout.as_secs() as i64,
             absolute: settings.session.absolute_lifetime.as_secs() as i64,
         };
+        let carrier = SessionCarrier::new(&settings.session, &settings.cookie.name)?;
         Ok(Self {
             ring,
             sessions,
+            carrier,
             oidc: OidcClient::new(settings.oidc.clone()),
             routes,
             static_files,
@@ -147,13 +154,7 @@ impl Gateway {
     /// The live session the request's cookie names. A cookie that does not open, an unknown id, or an idle /
     /// expired session are all simply "no session" (expired ones are removed).
     pub async fn session(&self, headers: &HeaderMap, now: i64) -> Result<Option<Arc<Session>>, StoreError> {
-        let Some(id) = self.session_id(headers) else { return Ok(None) };
-        let Some(session) = self.sessions.get(&id).await? else { return Ok(None) };
-        if !session.is_live(self.lifetimes, now) {
-            self.sessions.remove(&id).await?;
-            return Ok(None);
-        }
-        Ok(Some(session))
+        Ok(self.carried(headers, now).await?.session)
     }
 
     /// Slides the idle timeout: writes `last_seen = now` back when it is older than `SLIDE_GRANULARITY`.
@@ -164,7 +165,7 @@ impl Gateway {
         let mut next = (**session).clone();
         next.last_seen = now;
         let next = Arc::new(next);
-        self.sessions.put(next.clone()).await?;
+        self.keep_touched(next.clone()).await?;
         Ok(next)
     }
 

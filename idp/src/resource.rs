@@ -85,8 +85,7 @@ mod tests {
 
     #[test]
     fn one_resource_narrows_audience_and_scope() {
-        let target =
-            requested(&params("resource=https%3A%2F%2Forders.example"), &granted(), &apis()).unwrap().unwrap();
+        let target = requested(&params("resource=https%3A%2F%2Forders.example"), &granted(), &apis()).unwrap().unwrap();
         assert_eq!(target.audiences, ["https://orders.example"]);
         assert_eq!(target.scope.to_string(), "openid profile offline_access orders");
     }

@@ -685,22 +685,15 @@ async fn unknown_paths_and_oversized_bodies_are_clean_errors() {
 #[tokio::test]
 async fn rfc8707_resource_indicators_narrow_the_audience() {
     let files = "https://files.test";
-    let h = Harness::with(
-        |s| s.apis.push(ApiResource { audience: files.into(), scopes: vec!["api".into()] }),
-        None,
-    )
-    .await;
+    let h =
+        Harness::with(|s| s.apis.push(ApiResource { audience: files.into(), scopes: vec!["api".into()] }), None).await;
     let tokens = h.tokens("openid offline_access api").await;
     let (_, wide) = jwt_parts(tokens["access_token"].as_str().unwrap());
     assert_eq!(wide["aud"], serde_json::json!(["https://api.test", files]), "no resource: every API of the scope");
     let mut rt = tokens["refresh_token"].as_str().unwrap().to_owned();
     for bad in ["https://evil.test", "/files", "https://files.test#x", "https://files.test/"] {
         let reply = h
-            .token_basic(
-                "c1",
-                C1_SECRET,
-                &[("grant_type", "refresh_token"), ("refresh_token", &rt), ("resource", bad)],
-            )
+            .token_basic("c1", C1_SECRET, &[("grant_type", "refresh_token"), ("refresh_token", &rt), ("resource", bad)])
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(reply.oauth_error(), "invalid_target", "{bad}");

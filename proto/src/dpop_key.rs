@@ -111,8 +111,8 @@ mod tests {
         let jwk: Jwk = serde_json::from_value(serde_json::to_value(header.jwk.unwrap()).unwrap()).unwrap();
         assert_eq!(jwk.thumbprint().unwrap(), key.jkt());
         let point = key.pair.public_key().as_ref();
-        let decoding = DecodingKey::from_ec_components(&b64::encode(&point[1..33]), &b64::encode(&point[33..]))
-            .unwrap();
+        let decoding =
+            DecodingKey::from_ec_components(&b64::encode(&point[1..33]), &b64::encode(&point[33..])).unwrap();
         let mut validation = Validation::new(Algorithm::ES256);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;

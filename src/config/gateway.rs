@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use gatehouse_bff::settings::{
-    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionSettings,
-    SessionStoreSettings, TlsListener, TokenRequirement,
+    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionMode,
+    SessionSettings, SessionStoreSettings, TlsListener, TokenRequirement,
 };
 use gatehouse_proto::{Secret, b64};
 use url::Url;
@@ -220,6 +220,7 @@ pub(super) fn bff(
         refresh_skew: Duration::from_secs(s.refresh_skew_seconds.unwrap_or(30).max(0) as u64),
         cache_capacity: s.cache_capacity.unwrap_or(100_000).max(1) as u64,
         store: session_store(p, s.store, s.store_file, idp, base),
+        mode: session_mode(p, s.mode.as_deref()),
     };
 
     let routes = raw.routes.into_iter().enumerate().filter_map(|(i, r)| route(p, i, r)).collect();
@@ -284,6 +285,18 @@ fn session_store(
                 "\"sqlite\" (default: sessions survive restarts) or \"memory\"",
             );
             SessionStoreSettings::Memory
+        }
+    }
+}
+
+/// `bff.session.mode`: "server" (default) or "cookie".
+fn session_mode(p: &mut Problems, mode: Option<&str>) -> SessionMode {
+    match mode.unwrap_or("server").to_ascii_lowercase().as_str() {
+        "server" => SessionMode::Server,
+        "cookie" => SessionMode::Cookie,
+        other => {
+            p.hint("bff.session.mode", format!("{other:?} is not allowed"), "\"server\" (default) or \"cookie\"");
+            SessionMode::Server
         }
     }
 }

@@ -278,6 +278,7 @@ pub struct RawBffSession {
     pub cache_capacity: Option<i64>,
     pub store: Option<String>,
     pub store_file: Option<String>,
+    pub mode: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

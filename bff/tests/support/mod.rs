@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use gatehouse_bff::session::Session;
 use gatehouse_bff::settings::{
-    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionSettings,
-    SessionStoreSettings, TokenRequirement,
+    BffSettings, CookieKey, CookieSettings, Frontend, OidcSettings, RouteSettings, SameSite, SessionMode,
+    SessionSettings, SessionStoreSettings, TokenRequirement,
 };
 use gatehouse_bff::{Gateway, RunningGateway};
 use gatehouse_idp::admin::{self, SessionSelector};
@@ -33,11 +33,18 @@ pub struct Options {
     pub access_token_ttl: i64,
     /// Where the gateway keeps sessions. Default: memory.
     pub session_store: SessionStoreSettings,
+    /// Where the gateway keeps sessions (default: server-side).
+    pub session_mode: SessionMode,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { use_par: true, access_token_ttl: 300, session_store: SessionStoreSettings::Memory }
+        Self {
+            use_par: true,
+            access_token_ttl: 300,
+            session_store: SessionStoreSettings::Memory,
+            session_mode: SessionMode::Server,
+        }
     }
 }
 
@@ -135,6 +142,7 @@ impl Harness {
                 refresh_skew: Duration::from_secs(30),
                 cache_capacity: 10_000,
                 store: options.session_store.clone(),
+                mode: options.session_mode,
             },
             routes: vec![
                 route("/api/", &api, false, Some(&gw_origin)),
@@ -236,6 +244,31 @@ impl Harness {
         let mut next = (*session).clone();
         next.tokens.access_token_expires_at = gatehouse_bff::now() + 5;
         self.gateway.sessions.put(Arc::new(next)).await.unwrap();
+    }
+
+    /// Cookie mode: the session `b`'s cookie chunks carry, as the gateway reads it now.
+    pub async fn cookie_session(&self, b: &Browser) -> Option<Arc<Session>> {
+        let url = url::Url::parse(&self.gw("/")).unwrap();
+        let mut headers = http::HeaderMap::new();
+        if let Some(cookie) = b.cookie_header(&url) {
+            headers.insert(http::header::COOKIE, cookie.parse().unwrap());
+        }
+        self.gateway.carried(&headers, gatehouse_bff::now()).await.unwrap().session
+    }
+
+    /// Cookie mode: re-seals `b`'s session with its access-token expiry moved inside the refresh skew (what
+    /// `expire_access_token_soon` does to a stored session).
+    pub async fn expire_cookie_access_token_soon(&self, b: &mut Browser) {
+        let session = self.cookie_session(b).await.expect("a cookie session");
+        let mut next = (*session).clone();
+        next.tokens.access_token_expires_at = gatehouse_bff::now() + 5;
+        let lines = self.gateway.establish(next).await.unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for line in lines {
+            headers.append("set-cookie", line.parse().unwrap());
+        }
+        let url = url::Url::parse(&self.gw("/")).unwrap();
+        b.absorb(&Reply { url, status: 200, headers, body: String::new() });
     }
 
     pub fn echo_count(&self) -> usize {
@@ -442,9 +475,14 @@ async fn start_echo(log: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
             for (name, value) in request.headers() {
                 seen.insert(name.as_str().into(), value.to_str().unwrap_or("").into());
             }
+            // `X-Set-Cookie: <line>` asks the echo to answer with `Set-Cookie: <line>` (cookie-confinement tests).
+            let mut set_cookies = axum::http::HeaderMap::new();
+            for line in request.headers().get_all("x-set-cookie") {
+                set_cookies.append(axum::http::header::SET_COOKIE, line.clone());
+            }
             let seen = serde_json::Value::Object(seen);
             log.lock().unwrap().push(seen.clone());
-            axum::Json(seen)
+            (set_cookies, axum::Json(seen))
         }
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
