@@ -97,7 +97,7 @@ fn error_page(status: u16, title: &str, detail: &str) -> LocalResponse {
         d = escape(detail)
     );
     LocalResponse::html(status, html)
-        .header("content-security-policy", "default-src 'none'; frame-ancestors 'none'")
+        .header("content-security-policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'")
         .header("x-content-type-options", "nosniff")
 }
 
@@ -177,7 +177,7 @@ fn silent_login_page(logged_in: bool) -> LocalResponse {
     )
     .header(
         "content-security-policy",
-        format!("default-src 'none'; script-src 'sha256-{padded}'; frame-ancestors 'self'"),
+        format!("default-src 'none'; base-uri 'none'; script-src 'sha256-{padded}'; frame-ancestors 'self'"),
     )
     .header("x-content-type-options", "nosniff")
 }
@@ -198,8 +198,16 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
         tracing::info!("callback refused: no login transaction for this state");
         return error_page(400, "Login failed", "This login is unknown or has expired. Start again.");
     };
-    // From here on the transaction is used up, whatever the outcome.
+    // From here on the transaction is used up, whatever the outcome; a replay of this callback is refused here
+    // (catalogue BFF-SESS03, RFC 9700 §4.2.4: state is invalidated after its first use).
     let clear_tx = cookies::clear(&tx_name);
+    let state_hash = gatehouse_proto::b64::encode(Sha256::digest(state.as_bytes()));
+    if gw.consumed_states.contains_key(&state_hash) {
+        tracing::info!("callback refused: this login transaction was already used");
+        return error_page(400, "Login failed", "This login was already completed. Start again.")
+            .header("set-cookie", clear_tx);
+    }
+    gw.consumed_states.insert(state_hash, ());
     let fail = |status: u16, detail: &str| {
         if tx.silent {
             silent_login_page(false).header("set-cookie", clear_tx.clone())
@@ -283,8 +291,14 @@ async fn user_endpoint(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalRespon
     if !has_csrf_header(req.headers) {
         return unauthorized("the X-CSRF: 1 header is required");
     }
+    if let Some(refusal) = crate::request_checks::cross_site_refusal(req.headers, &gw.public_origin) {
+        return refusal;
+    }
     let session = match gw.session(req.headers, now).await {
         Ok(Some(session)) => session,
+        Ok(None) if gw.has_session_cookie(req.headers) => {
+            return unauthorized("no session").header("set-cookie", cookies::clear(gw.cookie_name()));
+        }
         Ok(None) => return unauthorized("no session"),
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable");
@@ -305,7 +319,11 @@ async fn user_endpoint(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalRespon
         session.expires_in(gw.lifetimes, now),
         None,
     );
-    LocalResponse::json(200, &document)
+    let response = LocalResponse::json(200, &document);
+    match gw.resealed_session_cookie(req.headers) {
+        Some(cookie) => response.header("set-cookie", cookie),
+        None => response,
+    }
 }
 
 /// `GET /bff/logout?sid=`: revokes the refresh token, ends the session, clears the cookie, then RP-initiated
@@ -378,7 +396,9 @@ async fn backchannel(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse
         }
     };
     let ended = match (&logout.sid, &logout.sub) {
-        (Some(sid), _) => gw.sessions.remove_by_idp_sid(sid).await,
+        // Back-Channel Logout §2.6 steps 9–11 (catalogue BFF-BCL06): with both claims, only sessions matching both.
+        (Some(sid), Some(sub)) => end_sessions_of(gw, sub, sid).await,
+        (Some(sid), None) => gw.sessions.remove_by_idp_sid(sid).await,
         (None, Some(sub)) => gw.sessions.remove_by_sub(sub).await,
         (None, None) => Ok(0),
     };
@@ -392,4 +412,15 @@ async fn backchannel(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse
             LocalResponse::error(503, "temporarily_unavailable", "sessions cannot be changed right now")
         }
     }
+}
+
+/// Ends the sessions of user `sub` whose token-service session is `idp_sid`; how many.
+async fn end_sessions_of(gw: &Gateway, sub: &str, idp_sid: &str) -> Result<usize, crate::session::StoreError> {
+    let mut ended = 0;
+    for session in gw.sessions.list(Some(sub)).await? {
+        if session.idp_sid.as_deref() == Some(idp_sid) && gw.sessions.remove(&session.id).await?.is_some() {
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }

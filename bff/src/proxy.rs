@@ -22,6 +22,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::endpoints::{self, has_csrf_header, unauthorized};
 use crate::refresh::RefreshError;
+use crate::request_checks;
 use crate::response::LocalResponse;
 use crate::routes::Route;
 use crate::settings::TokenRequirement;
@@ -73,6 +74,8 @@ pub struct RequestCtx {
     buffered: bool,
     /// The caller's `X-Request-Id` when it is a sane token, else a random one; sent upstream and logged.
     request_id: String,
+    /// The session's cookie re-sealed under the current key (the request's was sealed with an older one).
+    reseal: Option<String>,
 }
 
 /// The request id to use: the incoming `X-Request-Id` if it is 1–64 visible ASCII characters without spaces
@@ -96,11 +99,24 @@ impl RequestCtx {
     }
 }
 
-/// Writes a local response and ends the request.
+/// True when the request arrived over TLS (HTTPS listener).
+fn over_tls(session: &Session) -> bool {
+    session.as_ref().digest().is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
+/// Writes a local response (with the baseline security headers) and ends the request.
 pub async fn write_local(session: &mut Session, response: LocalResponse) -> Result<()> {
-    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 1))?;
+    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 6))?;
     for (name, value) in &response.headers {
         header.append_header(name.clone(), value.as_str())?;
+    }
+    let baseline = crate::security_headers::missing(
+        |name| response.header_value(name).is_some(),
+        response.header_value("content-type"),
+        over_tls(session),
+    );
+    for (name, value) in baseline {
+        header.insert_header(name, value)?;
     }
     // A HEAD answer may carry the length of the body it omits.
     if response.header_value("content-length").is_none() {
@@ -129,6 +145,37 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>
 
 fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Headers a browser could send to impersonate a user or rewrite the upstream's idea of the request
+/// (catalogue BFF-PX02, BFF-PX04): identity headers set by authenticating proxies, and IIS/Symfony-style URL
+/// overrides. The upstream only learns the user from the forwarded token.
+const SPOOFABLE_HEADERS: [&str; 12] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-user-id",
+    "x-remote-user",
+    "remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+];
+
+/// True when a `Set-Cookie` from an upstream names one of the gateway's own cookies (the session cookie, its
+/// chunks, login transactions), or cannot be read: it never reaches the browser (catalogue BFF-PX07), so an
+/// upstream cannot overwrite or plant a session. Cookie-name prefixes are compared case-insensitively
+/// (RFC 6265bis §4.1.3: browsers match the `__Host-` prefix so).
+fn is_gateway_cookie(set_cookie: &[u8], session_cookie: &str) -> bool {
+    let Some(name) = std::str::from_utf8(set_cookie).ok().and_then(|v| cookie::Cookie::parse(v).ok()) else {
+        return true;
+    };
+    let name = name.name().to_ascii_lowercase();
+    name.starts_with(&session_cookie.to_ascii_lowercase())
+        || name.starts_with(&crate::transaction::COOKIE_PREFIX.to_ascii_lowercase())
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded, plus whatever `Connection` names.
@@ -170,6 +217,15 @@ impl GatewayProxy {
         if settings.require_csrf && !has_csrf_header(headers) {
             return Some(unauthorized("the X-CSRF: 1 header is required"));
         }
+        // API routes (anti-forgery header or the user's token) answer only the application's own pages.
+        let api = settings.require_csrf
+            || matches!(
+                settings.token,
+                TokenRequirement::User | TokenRequirement::UserOrClient | TokenRequirement::UserOrNone
+            );
+        if api && let Some(refusal) = request_checks::cross_site_refusal(headers, &gw.public_origin) {
+            return Some(refusal);
+        }
         if declared_length(headers).is_some_and(|len| len > settings.max_body_bytes) {
             return Some(LocalResponse::error(413, "payload_too_large", "the request body is too large"));
         }
@@ -191,6 +247,9 @@ impl GatewayProxy {
         };
         match (settings.token, user) {
             (TokenRequirement::None, _) | (TokenRequirement::UserOrNone, None) => {}
+            (TokenRequirement::User, None) if gw.has_session_cookie(headers) => {
+                return Some(unauthorized("no session").header("set-cookie", crate::cookies::clear(gw.cookie_name())));
+            }
             (TokenRequirement::User, None) => return Some(unauthorized("no session")),
             (TokenRequirement::User | TokenRequirement::UserOrClient | TokenRequirement::UserOrNone, Some(user)) => {
                 let user = match gw.refresher.fresh(&gw.oidc, gw.sessions.as_ref(), user, now).await {
@@ -214,6 +273,7 @@ impl GatewayProxy {
                     return Some(unauthorized("session key unreadable"));
                 };
                 ctx.token = Some((user.tokens.access_token.clone(), key));
+                ctx.reseal = gw.resealed_session_cookie(headers);
             }
             (TokenRequirement::Client, _) | (TokenRequirement::UserOrClient, None) => {
                 match gw.refresher.client_token(&gw.oidc, &settings.required_scopes, now).await {
@@ -250,6 +310,18 @@ impl ProxyHttp for GatewayProxy {
         let gw = &self.gateway;
         let path = session.req_header().uri.path().to_owned();
         ctx.request_id = request_id(&session.req_header().headers);
+
+        let header = session.req_header();
+        let refusal = request_checks::method_refusal(&header.method)
+            .or_else(|| request_checks::framing_refusal(&header.headers))
+            .or_else(|| request_checks::cookie_refusal(&header.headers))
+            .or_else(|| request_checks::path_refusal(&path));
+        if let Some(refusal) = refusal {
+            // The body (if any) is not read: the connection cannot be reused.
+            session.set_keepalive(None);
+            write_local(session, refusal).await?;
+            return Ok(true);
+        }
 
         if path == "/bff" || path.starts_with("/bff/") {
             let body = if session.req_header().method == http::Method::POST {
@@ -331,15 +403,17 @@ impl ProxyHttp for GatewayProxy {
         request.remove_header("authorization");
         request.remove_header("dpop");
         request.remove_header("proxy-authorization");
+        for name in SPOOFABLE_HEADERS {
+            request.remove_header(name);
+        }
         strip_hop_by_hop(request, route.settings.websockets && session.is_upgrade_req());
 
-        let original_host = session
-            .req_header()
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
-            .map(str::to_owned);
+        // BFF-PX02: the host browsers use is the configured public origin's, never the request's `Host`.
+        let public = &self.gateway.settings.public_origin;
+        let original_host = public.host_str().map(|host| match public.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        });
         let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         let tls = session.server_addr().and_then(|a| a.as_inet()).is_some_and(|a| self.tls_ports.contains(&a.port()));
         request.remove_header("x-forwarded-for");
@@ -392,6 +466,42 @@ impl ProxyHttp for GatewayProxy {
                 e.set_retry(true);
                 return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // BFF-PX07: upstreams cannot set (or delete) the gateway's cookies.
+        let set_cookies: Vec<http::HeaderValue> = response.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
+        if !set_cookies.is_empty() {
+            response.remove_header("set-cookie");
+            for value in set_cookies {
+                if !is_gateway_cookie(value.as_bytes(), self.gateway.cookie_name()) {
+                    response.append_header("set-cookie", value)?;
+                }
+            }
+        }
+        if let Some(cookie) = ctx.reseal.take() {
+            response.append_header("set-cookie", cookie)?;
+        }
+        // BFF-HD06: an answer made with the user's token is personal: not stored unless the API says otherwise.
+        let user_token = ctx.token.is_some() && ctx.route.as_ref().is_some_and(|r| r.settings.token != TokenRequirement::Client);
+        if user_token && !response.headers.contains_key(http::header::CACHE_CONTROL) {
+            response.insert_header("cache-control", "no-store")?;
+        }
+        let content_type = response.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let baseline = crate::security_headers::missing(
+            |name| response.headers.contains_key(name),
+            content_type.as_deref(),
+            over_tls(session),
+        );
+        for (name, value) in baseline {
+            response.insert_header(name, value)?;
         }
         Ok(())
     }
