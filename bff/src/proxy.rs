@@ -477,7 +477,8 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         // BFF-PX07: upstreams cannot set (or delete) the gateway's cookies.
-        let set_cookies: Vec<http::HeaderValue> = response.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
+        let set_cookies: Vec<http::HeaderValue> =
+            response.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
         if !set_cookies.is_empty() {
             response.remove_header("set-cookie");
             for value in set_cookies {
@@ -490,11 +491,13 @@ impl ProxyHttp for GatewayProxy {
             response.append_header("set-cookie", cookie)?;
         }
         // BFF-HD06: an answer made with the user's token is personal: not stored unless the API says otherwise.
-        let user_token = ctx.token.is_some() && ctx.route.as_ref().is_some_and(|r| r.settings.token != TokenRequirement::Client);
+        let user_token =
+            ctx.token.is_some() && ctx.route.as_ref().is_some_and(|r| r.settings.token != TokenRequirement::Client);
         if user_token && !response.headers.contains_key(http::header::CACHE_CONTROL) {
             response.insert_header("cache-control", "no-store")?;
         }
-        let content_type = response.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type =
+            response.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let baseline = crate::security_headers::missing(
             |name| response.headers.contains_key(name),
             content_type.as_deref(),

@@ -94,9 +94,8 @@ fn canonical(path: &[u8]) -> bool {
 /// CRYPT-22: `Cookie` headers larger than `MAX_COOKIE_BYTES` in total are refused before anything parses them.
 pub fn cookie_refusal(headers: &HeaderMap) -> Option<LocalResponse> {
     let total: usize = headers.get_all(http::header::COOKIE).iter().map(|v| v.len()).sum();
-    (total > MAX_COOKIE_BYTES).then(|| {
-        LocalResponse::error(431, "request_header_fields_too_large", "the Cookie header is too large")
-    })
+    (total > MAX_COOKIE_BYTES)
+        .then(|| LocalResponse::error(431, "request_header_fields_too_large", "the Cookie header is too large"))
 }
 
 /// BFF-CSRF05/06/07, ASVS 5.0 3.5.3 and 3.2.1: requests to API routes (and `/bff/user`) must come from the
@@ -123,7 +122,8 @@ pub fn cross_site_refusal(headers: &HeaderMap, public_origin: &str) -> Option<Lo
         }
     }
     if value("sec-fetch-mode").as_deref() == Some("navigate")
-        || value("sec-fetch-dest").is_some_and(|d| matches!(d.as_str(), "document" | "iframe" | "frame" | "embed" | "object"))
+        || value("sec-fetch-dest")
+            .is_some_and(|d| matches!(d.as_str(), "document" | "iframe" | "frame" | "embed" | "object"))
     {
         return refuse("this route is an API and cannot be opened as a page");
     }
@@ -198,7 +198,17 @@ mod tests {
         ] {
             assert_eq!(path_refusal(bad).map(|r| r.status), Some(400), "{bad}");
         }
-        for good in ["/", "/api", "/api/", "/api/x", "/api/x/", "/api/@evil.example", "/api/a.b/.c/..d", "/api/100%25", "/api/%20x"] {
+        for good in [
+            "/",
+            "/api",
+            "/api/",
+            "/api/x",
+            "/api/x/",
+            "/api/@evil.example",
+            "/api/a.b/.c/..d",
+            "/api/100%25",
+            "/api/%20x",
+        ] {
             assert!(path_refusal(good).is_none(), "{good}");
         }
     }
@@ -206,7 +216,10 @@ mod tests {
     #[test]
     fn catalogue_crypt_22_cookie_size() {
         assert!(cookie_refusal(&headers(&[("cookie", &"a".repeat(MAX_COOKIE_BYTES))])).is_none());
-        let big = headers(&[("cookie", &"a".repeat(MAX_COOKIE_BYTES / 2)), ("cookie", &"b".repeat(MAX_COOKIE_BYTES / 2 + 1))]);
+        let big = headers(&[
+            ("cookie", &"a".repeat(MAX_COOKIE_BYTES / 2)),
+            ("cookie", &"b".repeat(MAX_COOKIE_BYTES / 2 + 1)),
+        ]);
         assert_eq!(cookie_refusal(&big).unwrap().status, 431);
     }
 

@@ -26,7 +26,13 @@ const EVIL: &str = "https://evil.example";
 
 /// Runs a login up to the token service's redirect back to `/bff/callback`, without following it. `start` is
 /// the `/bff/login…` path and query; `headers` go on that first request.
-async fn login_until_callback(h: &Harness, b: &mut Browser, start: &str, headers: &[(&str, &str)], user: &str) -> String {
+async fn login_until_callback(
+    h: &Harness,
+    b: &mut Browser,
+    start: &str,
+    headers: &[(&str, &str)],
+    user: &str,
+) -> String {
     let first = b.get(&h.gw(start), headers).await;
     assert_eq!(first.status, 302, "{}", first.body);
     b.absorb(&first);
@@ -344,10 +350,12 @@ async fn bff_csrf04_preflight_from_a_foreign_origin_gets_no_cors_grant() {
         ("sec-fetch-mode", "cors"),
         ("sec-fetch-site", "cross-site"),
     ];
-    for path in ["/api/x", "/echo/x", "/bff/user"] {
+    // API routes: no X-CSRF on a preflight → 401; `/bff/user` only answers GET → 405. Never a CORS grant.
+    for (path, status) in [("/api/x", 401), ("/echo/x", 401), ("/bff/user", 405)] {
         let reply = send(&b, &h, "OPTIONS", path, &preflight, "").await;
-        assert!(matches!(reply.status, 401 | 403 | 405), "{path}: {}", reply.status);
-        for header in ["access-control-allow-origin", "access-control-allow-credentials", "access-control-allow-headers"]
+        assert_eq!(reply.status, status, "{path}");
+        for header in
+            ["access-control-allow-origin", "access-control-allow-credentials", "access-control-allow-headers"]
         {
             assert!(reply.header(header).is_none(), "{path}: {header}");
         }
@@ -379,8 +387,12 @@ async fn bff_csrf05_csrf07_null_sibling_and_cross_site_origins_are_refused_same_
         }
     }
     assert_eq!(h.echo_count(), 0, "nothing forwarded");
-    let same_origin =
-        [("x-csrf", "1"), ("origin", h.gw_origin.as_str()), ("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "cors")];
+    let same_origin = [
+        ("x-csrf", "1"),
+        ("origin", h.gw_origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-mode", "cors"),
+    ];
     let reply = send(&b, &h, "POST", "/echo/orders", &same_origin, "").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(h.echo_count(), 1);
@@ -437,8 +449,9 @@ async fn bff_csrf09_a_cross_site_login_link_starts_a_flow_but_keeps_the_session(
     let mut b = Browser::new();
     h.login(&mut b, "alice", "/").await;
     let before = h.only_session().await.id.clone();
-    let reply =
-        b.get(&h.gw("/bff/login?returnUrl=%2Fx"), &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")]).await;
+    let reply = b
+        .get(&h.gw("/bff/login?returnUrl=%2Fx"), &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")])
+        .await;
     assert_eq!(reply.status, 302);
     assert!(reply.header("location").unwrap().starts_with(&format!("{}/authorize?", h.issuer)));
     let set = reply.set_cookies();
@@ -481,8 +494,9 @@ async fn bff_csrf11_the_backchannel_endpoint_needs_a_valid_logout_token_not_a_cs
     let mut b = Browser::new();
     h.login(&mut b, "alice", "/").await;
     for body in ["", "logout_token=", "logout_token=garbage", "logout_token=eyJhbGciOiJub25lIn0.e30."] {
-        let reply = send(&b, &h, "POST", "/bff/backchannel", &[("content-type", "application/x-www-form-urlencoded")], body)
-            .await;
+        let reply =
+            send(&b, &h, "POST", "/bff/backchannel", &[("content-type", "application/x-www-form-urlencoded")], body)
+                .await;
         assert_eq!(reply.status, 400, "{body}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["error"], "invalid_request");
     }
@@ -717,7 +731,8 @@ async fn bff_lo04_a_logout_at_the_token_service_ends_the_gateway_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bff_lo05_logout_never_redirects_to_a_return_url() {
     let h = Harness::start(Default::default()).await;
-    let payloads = ["//evil.example", "https://evil.example", "/\\evil.example", "javascript:alert(1)", "/%2F%2Fevil.example"];
+    let payloads =
+        ["//evil.example", "https://evil.example", "/\\evil.example", "javascript:alert(1)", "/%2F%2Fevil.example"];
     // Without a session: home, whatever the parameters.
     for payload in payloads {
         for name in ["returnUrl", "post_logout_redirect_uri", "redirect_uri"] {
@@ -828,14 +843,20 @@ async fn bff_bcl03_invalid_logout_tokens_are_400_and_end_nothing() {
                 object.remove("sid");
             }),
         ),
-        ("expired", edit(&|c| {
-            c["iat"] = (now - 3600).into();
-            c["exp"] = (now - 3000).into();
-        })),
-        ("iat far future", edit(&|c| {
-            c["iat"] = (now + 3600).into();
-            c["exp"] = (now + 3720).into();
-        })),
+        (
+            "expired",
+            edit(&|c| {
+                c["iat"] = (now - 3600).into();
+                c["exp"] = (now - 3000).into();
+            }),
+        ),
+        (
+            "iat far future",
+            edit(&|c| {
+                c["iat"] = (now + 3600).into();
+                c["exp"] = (now + 3720).into();
+            }),
+        ),
     ];
     for (name, claims) in signed {
         cases.push((name.into(), h.sign_with_token_service_key("logout+jwt", claims).await));
@@ -846,14 +867,20 @@ async fn bff_bcl03_invalid_logout_tokens_are_400_and_end_nothing() {
     let valid = h.sign_with_token_service_key("logout+jwt", good()).await;
     let parts: Vec<&str> = valid.split('.').collect();
     let b64 = |v: serde_json::Value| gatehouse_proto::b64::encode(serde_json::to_vec(&v).unwrap());
-    cases.push(("alg none".into(), format!("{}.{}.", b64(serde_json::json!({"alg":"none","typ":"logout+jwt"})), parts[1])));
+    cases.push((
+        "alg none".into(),
+        format!("{}.{}.", b64(serde_json::json!({"alg":"none","typ":"logout+jwt"})), parts[1]),
+    ));
     cases.push((
         "alg HS256".into(),
         format!("{}.{}.{}", b64(serde_json::json!({"alg":"HS256","typ":"logout+jwt"})), parts[1], parts[2]),
     ));
     let mut signature = gatehouse_proto::b64::decode(parts[2]).unwrap();
     signature[10] ^= 1;
-    cases.push(("bad signature".into(), format!("{}.{}.{}", parts[0], parts[1], gatehouse_proto::b64::encode(&signature))));
+    cases.push((
+        "bad signature".into(),
+        format!("{}.{}.{}", parts[0], parts[1], gatehouse_proto::b64::encode(&signature)),
+    ));
     for (name, token) in cases {
         let reply = post_logout_token(&h, &token).await;
         assert_eq!(reply.status, 400, "{name}: {}", reply.body);
@@ -872,8 +899,9 @@ async fn bff_bcl05_transport_get_json_missing_repeated_and_huge_bodies_are_refus
     let h = Harness::start(Default::default()).await;
     let b = Browser::new();
     assert_eq!(b.get(&h.gw("/bff/backchannel"), &[]).await.status, 405);
-    let json = send(&b, &h, "POST", "/bff/backchannel", &[("content-type", "application/json")], "{\"logout_token\":\"x\"}")
-        .await;
+    let json =
+        send(&b, &h, "POST", "/bff/backchannel", &[("content-type", "application/json")], "{\"logout_token\":\"x\"}")
+            .await;
     assert_eq!(json.status, 400);
     assert_eq!(b.post_form(&h.gw("/bff/backchannel"), "other=1").await.status, 400);
     assert_eq!(b.post_form(&h.gw("/bff/backchannel"), "logout_token=a&logout_token=b").await.status, 400);
@@ -895,7 +923,9 @@ async fn bff_bcl06_a_logout_token_ends_only_sessions_matching_both_sid_and_sub()
     h.login(&mut bob, "bob", "/").await;
     let bob_sub = h.sub_of("bob").await;
     // alice's sid with bob's sub: matches no session.
-    let token = h.sign_with_token_service_key("logout+jwt", logout_claims(&h, &bob_sub, alice_session.idp_sid.as_deref())).await;
+    let token = h
+        .sign_with_token_service_key("logout+jwt", logout_claims(&h, &bob_sub, alice_session.idp_sid.as_deref()))
+        .await;
     assert_eq!(post_logout_token(&h, &token).await.status, 200);
     assert_eq!(alice.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await.status, 200, "alice's session survives");
     assert_eq!(bob.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await.status, 200, "bob's too (other sid)");
@@ -1036,21 +1066,27 @@ async fn bff_px01_path_traversal_never_leaves_the_route_map() {
         "/api/../bff/user",
         "/echo/./x",
     ] {
-        let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        );
         let response = raw_async(&h, request).await;
         assert_eq!(status_of(&response), 400, "{target}: {response}");
     }
     assert_eq!(h.echo_count(), 0, "nothing forwarded");
 
     // `@` in a path stays a path on the route's own upstream.
-    let request = format!("GET /echo/@evil.example HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET /echo/@evil.example HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
     assert_eq!(status_of(&raw_async(&h, request).await), 200);
     let seen = h.last_echo();
     assert_eq!(seen["path"], "/@evil.example");
     assert!(seen["host"].as_str().unwrap().starts_with("127.0.0.1:"), "{seen}");
 
     // Absolute-form request targets: routed by path only, to the route map's upstream.
-    let request = format!("GET http://evil.example/echo/abs HTTP/1.1\r\nHost: evil.example\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET http://evil.example/echo/abs HTTP/1.1\r\nHost: evil.example\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
     assert_eq!(status_of(&raw_async(&h, request).await), 200);
     let seen = h.last_echo();
     assert_eq!(seen["path"], "/abs");
@@ -1072,10 +1108,12 @@ async fn bff_px02_host_and_forwarding_headers_steer_neither_routing_nor_htu() {
     let cookie = cookie_header(&b);
     let injected = "Host: evil.example\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Prefix: /admin\r\nX-Original-URL: /admin/x\r\nX-Rewrite-URL: /admin/x\r\nForwarded: host=evil.example;proto=https\r\n";
     // The example API verifies the DPoP proof's htu against its own URL: 200 means htu was not steered.
-    let request = format!("GET /api/whoami HTTP/1.1\r\n{injected}X-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET /api/whoami HTTP/1.1\r\n{injected}X-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
     let response = raw_async(&h, request).await;
     assert_eq!(status_of(&response), 200, "{response}");
-    let request = format!("GET /echo/x HTTP/1.1\r\n{injected}X-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET /echo/x HTTP/1.1\r\n{injected}X-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
     assert_eq!(status_of(&raw_async(&h, request).await), 200);
     let seen = h.last_echo();
     assert_eq!(seen["path"], "/x");
@@ -1139,20 +1177,20 @@ async fn bff_px06_trace_track_and_connect_are_405_and_never_forwarded() {
     h.login(&mut b, "alice", "/").await;
     let cookie = cookie_header(&b);
     let host = h.gw_authority();
-    for (method, target) in [
-        ("TRACE", "/echo/x"),
-        ("TRACE", "/"),
-        ("TRACE", "/bff/user"),
-        ("TRACK", "/echo/x"),
-        ("CONNECT", "evil.example:443"),
-        ("CONNECT", "/echo/x"),
+    // An authority-form CONNECT target is refused by pingora's parser (400) before the gateway sees it.
+    for (method, target, status) in [
+        ("TRACE", "/echo/x", 405),
+        ("TRACE", "/", 405),
+        ("TRACE", "/bff/user", 405),
+        ("TRACK", "/echo/x", 405),
+        ("CONNECT", "evil.example:443", 400),
+        ("CONNECT", "/echo/x", 405),
     ] {
-        let request = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
-        let response = raw_async(&h, request).await;
-        assert!(
-            status_of(&response) == 405 || (method == "CONNECT" && status_of(&response) == 400),
-            "{method} {target}: {response}"
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
         );
+        let response = raw_async(&h, request).await;
+        assert_eq!(status_of(&response), status, "{method} {target}: {response}");
         assert!(!response.contains(&cookie), "TRACE must not reflect the request");
     }
     assert_eq!(h.echo_count(), 0);
@@ -1189,7 +1227,7 @@ async fn bff_px08_an_upstream_redirect_reaches_the_browser_unfollowed_and_withou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bff_px09_ambiguous_framing_is_400_and_nothing_is_smuggled() {
+async fn bff_px09_ambiguous_framing_is_refused_or_closed_and_nothing_is_smuggled() {
     let h = Harness::start(Default::default()).await;
     let mut b = Browser::new();
     h.login(&mut b, "alice", "/").await;
@@ -1390,7 +1428,9 @@ async fn crypt_01_02_03_04_flipped_truncated_or_extended_cookies_are_anonymous_a
     let good = b.cookie(SESSION_COOKIE).unwrap();
     let blob_len = gatehouse_proto::b64::decode(good.split_once('.').unwrap().1).unwrap().len();
     let mut variants: Vec<(String, String)> = Vec::new();
-    for (name, index) in [("ciphertext first byte", 12), ("ciphertext middle", blob_len / 2), ("ciphertext last", blob_len - 17)] {
+    for (name, index) in
+        [("ciphertext first byte", 12), ("ciphertext middle", blob_len / 2), ("ciphertext last", blob_len - 17)]
+    {
         variants.push((format!("CRYPT-01 {name}"), rebuild(&good, |blob| blob[index] ^= 0x01)));
     }
     variants.push(("CRYPT-02 nonce".into(), rebuild(&good, |blob| blob[0] ^= 0x80)));
@@ -1455,6 +1495,8 @@ async fn crypt_06_07_09_13_downgraded_foreign_or_retired_keys_never_open_a_live_
         // A key that has been removed from the ring (CRYPT-13 retirement; CRYPT-14 emergency rotation is the same
         // lever applied at once).
         ("CRYPT-13 retired key".to_owned(), other_ring("k0").seal(SESSION_COOKIE, id.as_bytes())),
+        // And, for the no-oracle comparison, a genuine seal of an id that names no session.
+        ("unknown session id".to_owned(), h.gateway.ring.seal(SESSION_COOKIE, Session::new_id().as_bytes())),
     ];
     assert_all_anonymous(&h, &variants).await;
     h.stop().await;
@@ -1482,7 +1524,8 @@ async fn crypt_08_a_value_sealed_for_one_cookie_never_opens_as_another() {
     // Session value under the transaction name: the callback refuses it.
     let mut swapped = Browser::new();
     swapped.set_cookie(&tx_name, &session_value);
-    let reply = swapped.get(&h.gw(&format!("/bff/callback?code=x&state={}&iss={}", enc(&state), enc(&h.issuer))), &[]).await;
+    let reply =
+        swapped.get(&h.gw(&format!("/bff/callback?code=x&state={}&iss={}", enc(&state), enc(&h.issuer))), &[]).await;
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("unknown or has expired"), "{}", reply.body);
     h.stop().await;
@@ -1524,6 +1567,19 @@ async fn crypt_12_a_cookie_sealed_with_the_previous_key_is_accepted_and_resealed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crypt_15_session_cookies_have_one_length_whatever_the_user() {
+    let h = Harness::start(Default::default()).await;
+    let mut lengths = std::collections::BTreeSet::new();
+    for user in ["alice", "bob", "alice"] {
+        let mut b = Browser::new();
+        lengths.insert(session_cookie_set_by(&h.login_reply(&mut b, user, "/").await).len());
+    }
+    // The sealed plaintext is the fixed-length session id: nothing about the user, the tokens or the claims.
+    assert_eq!(lengths.len(), 1, "{lengths:?}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crypt_22_cookie_bombs_are_refused_quickly() {
     let h = Harness::start(Default::default()).await;
     let host = h.gw_authority();
@@ -1532,14 +1588,16 @@ async fn crypt_22_cookie_bombs_are_refused_quickly() {
     let many: Vec<String> = (0..1000).map(|i| format!("c{i}=xxxxxxxxxxxxxx")).collect();
     for cookie in [single, chunks.join("; "), many.join("; ")] {
         let started = Instant::now();
-        let request = format!("GET /bff/user HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "GET /bff/user HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        );
         let response = raw_async(&h, request).await;
-        let status = status_of(&response);
-        assert!(status == 431 || status == 400, "{status}: {response:.200}");
+        assert_eq!(status_of(&response), 431, "{response:.200}");
         assert!(started.elapsed() < Duration::from_secs(1), "quickly");
     }
     let ordinary: Vec<String> = (0..100).map(|i| format!("c{i}=x")).collect();
-    let reply = browser_with_cookie("x").get(&h.gw("/bff/user"), &[("x-csrf", "1"), ("cookie", &ordinary.join("; "))]).await;
+    let reply =
+        browser_with_cookie("x").get(&h.gw("/bff/user"), &[("x-csrf", "1"), ("cookie", &ordinary.join("; "))]).await;
     assert_eq!(reply.status, 401, "ordinary cookie headers are fine");
     h.stop().await;
 }
@@ -1570,7 +1628,10 @@ async fn crypt_24_session_ids_are_256_random_bits_and_never_repeat() {
         assert!(ids.insert(id), "an id repeated");
     }
     // Bits are balanced (a broken generator of constants or counters fails this by far).
-    let ones: u32 = ids.iter().map(|id| gatehouse_proto::b64::decode(id).unwrap().iter().map(|b| b.count_ones()).sum::<u32>()).sum();
+    let ones: u32 = ids
+        .iter()
+        .map(|id| gatehouse_proto::b64::decode(id).unwrap().iter().map(|b| b.count_ones()).sum::<u32>())
+        .sum();
     let ratio = f64::from(ones) / (10_000.0 * 256.0);
     assert!((0.49..0.51).contains(&ratio), "{ratio}");
 }
@@ -1591,8 +1652,21 @@ async fn crypt_25_no_key_material_in_any_response() {
         support::CLIENT_SECRET.to_owned(),
     ];
     let paths = [
-        "/debug", "/metrics", "/config", "/.env", "/bff", "/bff/", "/bff/debug", "/bff/config", "/bff/metrics",
-        "/bff/diagnostics", "/bff/user", "/bff/callback", "/bff/logout?sid=x", "/echo/%00", "/small/x",
+        "/debug",
+        "/metrics",
+        "/config",
+        "/.env",
+        "/bff",
+        "/bff/",
+        "/bff/debug",
+        "/bff/config",
+        "/bff/metrics",
+        "/bff/diagnostics",
+        "/bff/user",
+        "/bff/callback",
+        "/bff/logout?sid=x",
+        "/echo/%00",
+        "/small/x",
     ];
     for path in paths {
         for headers in [&[][..], &[("x-csrf", "1")]] {

@@ -111,7 +111,11 @@ async fn https_listener_negotiates_http2_and_answers_bff_user_with_hsts() {
     let (cert_file, key_file) = self_signed(dir.path());
     let tls_port = ports::free_port();
     let plain_port = ports::free_port();
-    let tls = TlsListener { listen: format!("127.0.0.1:{tls_port}").parse().unwrap(), cert_file: cert_file.clone(), key_file };
+    let tls = TlsListener {
+        listen: format!("127.0.0.1:{tls_port}").parse().unwrap(),
+        cert_file: cert_file.clone(),
+        key_file,
+    };
     let plain: SocketAddr = format!("127.0.0.1:{plain_port}").parse().unwrap();
     let running = start(settings(Some(plain), Some(tls), Frontend::None)).await.unwrap();
 

@@ -125,7 +125,10 @@ impl Harness {
             cookie: CookieSettings {
                 name: SESSION_COOKIE.into(),
                 same_site: SameSite::Strict,
-                keys: options.cookie_keys.clone().unwrap_or_else(|| vec![CookieKey { id: "k1".into(), key: rand_key() }]),
+                keys: options
+                    .cookie_keys
+                    .clone()
+                    .unwrap_or_else(|| vec![CookieKey { id: "k1".into(), key: rand_key() }]),
             },
             session: SessionSettings {
                 idle_timeout: Duration::from_secs(3600),
