@@ -643,6 +643,19 @@ async fn bff_sess08_sess09_logging_in_again_as_another_user_replaces_the_session
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bff_sess10_a_deleted_account_ends_the_session_at_the_next_refresh() {
+    let h = Harness::start(Default::default()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    h.remove_idp_user("alice").await;
+    h.expire_access_token_soon().await;
+    let reply = b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await;
+    assert_anonymous_and_cleared(&reply, "deleted account");
+    assert_eq!(h.session_count().await, 0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bff_sess14_sess15_anonymous_or_expired_calls_get_401_json_never_a_redirect_or_a_session() {
     let h = Harness::start(Default::default()).await;
     let b = Browser::new();

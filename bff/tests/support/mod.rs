@@ -279,6 +279,15 @@ impl Harness {
             .unwrap()
     }
 
+    /// Deletes a user at the token service (`gatehouse users remove`).
+    pub async fn remove_idp_user(&self, username: &str) {
+        let store = self.store.clone();
+        let username = username.to_owned();
+        let removed =
+            self.idp_runtime.spawn(async move { admin::remove_user(&store, &username).await.unwrap() }).await.unwrap();
+        assert!(removed);
+    }
+
     /// The stored token-service user's `sub`.
     pub async fn sub_of(&self, username: &str) -> String {
         let store = self.store.clone();
