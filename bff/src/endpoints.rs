@@ -201,13 +201,6 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
     // From here on the transaction is used up, whatever the outcome; a replay of this callback is refused here
     // (catalogue BFF-SESS03, RFC 9700 §4.2.4: state is invalidated after its first use).
     let clear_tx = cookies::clear(&tx_name);
-    let state_hash = gatehouse_proto::b64::encode(Sha256::digest(state.as_bytes()));
-    if gw.consumed_states.contains_key(&state_hash) {
-        tracing::info!("callback refused: this login transaction was already used");
-        return error_page(400, "Login failed", "This login was already completed. Start again.")
-            .header("set-cookie", clear_tx);
-    }
-    gw.consumed_states.insert(state_hash, ());
     let fail = |status: u16, detail: &str| {
         if tx.silent {
             silent_login_page(false).header("set-cookie", clear_tx.clone())
@@ -215,6 +208,12 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
             error_page(status, "Login failed", detail).header("set-cookie", clear_tx.clone())
         }
     };
+    let state_hash = gatehouse_proto::b64::encode(Sha256::digest(state.as_bytes()));
+    // One atomic insert: of two concurrent callbacks with the same state, only the first proceeds.
+    if !gw.consumed_states.entry(state_hash).or_insert(()).is_fresh() {
+        tracing::info!("callback refused: this login transaction was already used");
+        return fail(400, "This login was already completed. Start again.");
+    }
 
     let metadata = match gw.oidc.metadata().await {
         Ok(metadata) => metadata,
