@@ -84,8 +84,12 @@ impl SessionCarrier {
 pub struct Carried {
     /// The live session, with the newest known tokens.
     pub session: Option<Arc<Session>>,
-    /// Cookie mode: the chunk indices the request carries.
+    /// Cookie mode: the chunk indices the request carries. Server mode: `[0]` when it carries the session
+    /// cookie at all (a dead one is then deleted).
     present: Vec<usize>,
+    /// Server mode: the cookie was sealed under an older key of the ring; the answer re-seals it under the
+    /// current one (catalogue CRYPT-12), so the old key can be retired once every active session was seen.
+    reseal: bool,
     /// Cookie mode: the session exactly as sealed in the request's cookie.
     sealed: Option<Arc<Session>>,
 }
@@ -105,13 +109,16 @@ impl Gateway {
     pub async fn carried(&self, headers: &HeaderMap, now: i64) -> Result<Carried, StoreError> {
         match &self.carrier {
             SessionCarrier::Server => {
-                let Some(id) = self.session_id(headers) else { return Ok(Carried::default()) };
-                let Some(session) = self.sessions.get(&id).await? else { return Ok(Carried::default()) };
+                let present = if self.has_session_cookie(headers) { vec![0] } else { Vec::new() };
+                let dead = |present| Ok(Carried { present, ..Carried::default() });
+                let Some((id, key_id)) = self.opened_session_cookie(headers) else { return dead(present) };
+                let Some(session) = self.sessions.get(&id).await? else { return dead(present) };
                 if !session.is_live(self.lifetimes, now) {
                     self.sessions.remove(&id).await?;
-                    return Ok(Carried::default());
+                    return dead(present);
                 }
-                Ok(Carried { session: Some(session), ..Carried::default() })
+                let reseal = key_id != self.ring.current_id();
+                Ok(Carried { session: Some(session), present, reseal, sealed: None })
             }
             SessionCarrier::Cookie(carrier) => {
                 let pairs = request_cookies(headers);
@@ -138,18 +145,26 @@ impl Gateway {
                 {
                     current = Arc::new(Session { tokens: (*latest).clone(), ..(*sealed).clone() });
                 }
-                Ok(Carried { session: Some(current), present, sealed: Some(sealed) })
+                Ok(Carried { session: Some(current), present, sealed: Some(sealed), reseal: false })
             }
         }
     }
 
     /// The `Set-Cookie` lines a response needs, given the session as the request leaves it (`None`: none). Server
-    /// mode: none (the store has it). Cookie mode: the re-sealed chunks when the session changed (refreshed
+    /// mode: a deletion when the request's cookie is dead, the cookie re-sealed under the current key when it
+    /// was sealed under an older one, else none (the store has the session). Cookie mode: the re-sealed chunks when the session changed (refreshed
     /// tokens, slid idle time), deleting chunks the new set no longer uses; deletions when the request's cookie
     /// is dead.
     pub fn response_cookies(&self, carried: &Carried, current: Option<&Session>) -> Vec<String> {
-        let SessionCarrier::Cookie(_) = &self.carrier else { return Vec::new() };
         let name = self.cookie_name();
+        if let SessionCarrier::Server = &self.carrier {
+            return match current {
+                None if carried.present.is_empty() => Vec::new(),
+                None => vec![cookies::clear(name)],
+                Some(session) if carried.reseal => vec![self.session_cookie(&session.id)],
+                Some(_) => Vec::new(),
+            };
+        }
         match current {
             None if carried.present.is_empty() => Vec::new(),
             None => chunks::clear_cookies(name, &carried.present),
@@ -224,13 +239,26 @@ impl Gateway {
     ) -> Result<Option<usize>, StoreError> {
         match &self.carrier {
             SessionCarrier::Server => match (sid, sub) {
-                (Some(sid), _) => self.sessions.remove_by_idp_sid(sid).await.map(Some),
+                // Back-Channel Logout §2.6 steps 9–11 (catalogue BFF-BCL06): with both claims, only sessions
+                // matching both.
+                (Some(sid), Some(sub)) => {
+                    let mut ended = 0;
+                    for session in self.sessions.list(Some(sub)).await? {
+                        if session.idp_sid.as_deref() == Some(sid) && self.sessions.remove(&session.id).await?.is_some()
+                        {
+                            ended += 1;
+                        }
+                    }
+                    Ok(Some(ended))
+                }
+                (Some(sid), None) => self.sessions.remove_by_idp_sid(sid).await.map(Some),
                 (None, Some(sub)) => self.sessions.remove_by_sub(sub).await.map(Some),
                 (None, None) => Ok(Some(0)),
             },
             SessionCarrier::Cookie(carrier) => {
                 // No session that exists now outlives its absolute lifetime from now.
                 let keep_for = remaining(now.saturating_add(self.lifetimes.absolute), now);
+                // Cookie mode lists the token-service session as ended: `sid`s are unique to one user.
                 let ended = match (sid, sub) {
                     (Some(sid), _) => Ended::IdpSession { sid: sid.to_owned() },
                     (None, Some(sub)) => Ended::UserUntil { sub: sub.to_owned(), at: now },

@@ -96,7 +96,7 @@ fn error_page(status: u16, title: &str, detail: &str) -> LocalResponse {
         d = escape(detail)
     );
     LocalResponse::html(status, html)
-        .header("content-security-policy", "default-src 'none'; frame-ancestors 'none'")
+        .header("content-security-policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'")
         .header("x-content-type-options", "nosniff")
 }
 
@@ -176,7 +176,7 @@ fn silent_login_page(logged_in: bool) -> LocalResponse {
     )
     .header(
         "content-security-policy",
-        format!("default-src 'none'; script-src 'sha256-{padded}'; frame-ancestors 'self'"),
+        format!("default-src 'none'; base-uri 'none'; script-src 'sha256-{padded}'; frame-ancestors 'self'"),
     )
     .header("x-content-type-options", "nosniff")
 }
@@ -197,7 +197,8 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
         tracing::info!("callback refused: no login transaction for this state");
         return error_page(400, "Login failed", "This login is unknown or has expired. Start again.");
     };
-    // From here on the transaction is used up, whatever the outcome.
+    // From here on the transaction is used up, whatever the outcome; a replay of this callback is refused here
+    // (catalogue BFF-SESS03, RFC 9700 §4.2.4: state is invalidated after its first use).
     let clear_tx = cookies::clear(&tx_name);
     let fail = |status: u16, detail: &str| {
         if tx.silent {
@@ -206,6 +207,12 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
             error_page(status, "Login failed", detail).header("set-cookie", clear_tx.clone())
         }
     };
+    let state_hash = gatehouse_proto::b64::encode(Sha256::digest(state.as_bytes()));
+    // One atomic insert: of two concurrent callbacks with the same state, only the first proceeds.
+    if !gw.consumed_states.entry(state_hash).or_insert(()).is_fresh() {
+        tracing::info!("callback refused: this login transaction was already used");
+        return fail(400, "This login was already completed. Start again.");
+    }
 
     let metadata = match gw.oidc.metadata().await {
         Ok(metadata) => metadata,
@@ -294,6 +301,9 @@ pub fn with_cookies(response: LocalResponse, set_cookies: Vec<String>) -> LocalR
 async fn user_endpoint(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
     if !has_csrf_header(req.headers) {
         return unauthorized("the X-CSRF: 1 header is required");
+    }
+    if let Some(refusal) = crate::request_checks::cross_site_refusal(req.headers, &gw.public_origin) {
+        return refusal;
     }
     let carried = match gw.carried(req.headers, now).await {
         Ok(carried) => carried,

@@ -23,11 +23,11 @@ use pingora::{ErrorSource, ErrorType};
 use crate::carrier::Carried;
 use crate::endpoints::{self, has_csrf_header, unauthorized};
 use crate::refresh::RefreshError;
+use crate::request_checks;
 use crate::response::LocalResponse;
 use crate::routes::Route;
 use crate::settings::TokenRequirement;
 use crate::state::Gateway;
-use crate::transaction;
 
 /// Largest body a `/bff/*` endpoint reads (a logout token is well under 8 KiB).
 const MAX_MANAGEMENT_BODY: usize = 64 * 1024;
@@ -101,11 +101,24 @@ impl RequestCtx {
     }
 }
 
-/// Writes a local response and ends the request.
+/// True when the request arrived over TLS (HTTPS listener).
+fn over_tls(session: &Session) -> bool {
+    session.as_ref().digest().is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
+/// Writes a local response (with the baseline security headers) and ends the request.
 pub async fn write_local(session: &mut Session, response: LocalResponse) -> Result<()> {
-    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 1))?;
+    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 6))?;
     for (name, value) in &response.headers {
         header.append_header(name.clone(), value.as_str())?;
+    }
+    let baseline = crate::security_headers::missing(
+        |name| response.header_value(name).is_some(),
+        response.header_value("content-type"),
+        over_tls(session),
+    );
+    for (name, value) in baseline {
+        header.insert_header(name, value)?;
     }
     // A HEAD answer may carry the length of the body it omits.
     if response.header_value("content-length").is_none() {
@@ -136,6 +149,37 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Headers a browser could send to impersonate a user or rewrite the upstream's idea of the request
+/// (catalogue BFF-PX02, BFF-PX04): identity headers set by authenticating proxies, and IIS/Symfony-style URL
+/// overrides. The upstream only learns the user from the forwarded token.
+const SPOOFABLE_HEADERS: [&str; 12] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-user-id",
+    "x-remote-user",
+    "remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+];
+
+/// True when a `Set-Cookie` from an upstream names one of the gateway's own cookies (the session cookie, its
+/// chunks, login transactions), or cannot be read: it never reaches the browser (catalogue BFF-PX07), so an
+/// upstream cannot overwrite or plant a session. Cookie-name prefixes are compared case-insensitively
+/// (RFC 6265bis §4.1.3: browsers match the `__Host-` prefix so).
+fn is_gateway_cookie(set_cookie: &[u8], session_cookie: &str) -> bool {
+    let Some(name) = std::str::from_utf8(set_cookie).ok().and_then(|v| cookie::Cookie::parse(v).ok()) else {
+        return true;
+    };
+    let name = name.name().to_ascii_lowercase();
+    name.starts_with(&session_cookie.to_ascii_lowercase())
+        || name.starts_with(&crate::transaction::COOKIE_PREFIX.to_ascii_lowercase())
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded, plus whatever `Connection` names.
 fn strip_hop_by_hop(request: &mut RequestHeader, keep_upgrade: bool) {
     let listed: Vec<String> = request
@@ -160,14 +204,6 @@ fn strip_hop_by_hop(request: &mut RequestHeader, keep_upgrade: bool) {
     }
 }
 
-/// True when a `Set-Cookie` value names a cookie starting with `prefix` (unparsable values count as ours: they
-/// are dropped rather than passed on).
-fn sets_cookie_named(value: &http::HeaderValue, prefix: &str) -> bool {
-    let Ok(text) = value.to_str() else { return true };
-    let name = text.split_once('=').map_or(text, |(name, _)| name).trim();
-    name.starts_with(prefix)
-}
-
 impl GatewayProxy {
     /// Decides what a route request needs; `Some(response)` answers locally (refusals).
     async fn prepare_route(
@@ -182,6 +218,15 @@ impl GatewayProxy {
         let headers = &session.req_header().headers;
         if settings.require_csrf && !has_csrf_header(headers) {
             return Some(unauthorized("the X-CSRF: 1 header is required"));
+        }
+        // API routes (anti-forgery header or the user's token) answer only the application's own pages.
+        let api = settings.require_csrf
+            || matches!(
+                settings.token,
+                TokenRequirement::User | TokenRequirement::UserOrClient | TokenRequirement::UserOrNone
+            );
+        if api && let Some(refusal) = request_checks::cross_site_refusal(headers, &gw.public_origin) {
+            return Some(refusal);
         }
         if declared_length(headers).is_some_and(|len| len > settings.max_body_bytes) {
             return Some(LocalResponse::error(413, "payload_too_large", "the request body is too large"));
@@ -269,6 +314,18 @@ impl ProxyHttp for GatewayProxy {
         let path = session.req_header().uri.path().to_owned();
         ctx.request_id = request_id(&session.req_header().headers);
 
+        let header = session.req_header();
+        let refusal = request_checks::method_refusal(&header.method)
+            .or_else(|| request_checks::framing_refusal(&header.headers))
+            .or_else(|| request_checks::cookie_refusal(&header.headers))
+            .or_else(|| request_checks::path_refusal(&path));
+        if let Some(refusal) = refusal {
+            // The body (if any) is not read: the connection cannot be reused.
+            session.set_keepalive(None);
+            write_local(session, refusal).await?;
+            return Ok(true);
+        }
+
         if path == "/bff" || path.starts_with("/bff/") {
             let body = if session.req_header().method == http::Method::POST {
                 match read_body(session, MAX_MANAGEMENT_BODY).await? {
@@ -350,15 +407,17 @@ impl ProxyHttp for GatewayProxy {
         request.remove_header("authorization");
         request.remove_header("dpop");
         request.remove_header("proxy-authorization");
+        for name in SPOOFABLE_HEADERS {
+            request.remove_header(name);
+        }
         strip_hop_by_hop(request, route.settings.websockets && session.is_upgrade_req());
 
-        let original_host = session
-            .req_header()
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
-            .map(str::to_owned);
+        // BFF-PX02: the host browsers use is the configured public origin's, never the request's `Host`.
+        let public = &self.gateway.settings.public_origin;
+        let original_host = public.host_str().map(|host| match public.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        });
         let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         let tls = session.server_addr().and_then(|a| a.as_inet()).is_some_and(|a| self.tls_ports.contains(&a.port()));
         request.remove_header("x-forwarded-for");
@@ -417,25 +476,42 @@ impl ProxyHttp for GatewayProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        // The upstream never sets (or deletes) the gateway's own cookies: the session cookie and its chunks
+        // BFF-PX07: upstreams cannot set (or delete) the gateway's cookies: the session cookie and its chunks
         // (named from the configured cookie name) and the login transaction cookies.
-        let ours = |v: &http::HeaderValue| {
-            sets_cookie_named(v, self.gateway.cookie_name()) || sets_cookie_named(v, transaction::COOKIE_PREFIX)
-        };
         let set_cookies: Vec<http::HeaderValue> =
             response.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
-        if set_cookies.iter().any(ours) {
-            response.remove_header(&http::header::SET_COOKIE);
-            for value in set_cookies.into_iter().filter(|v| !ours(v)) {
-                response.append_header(http::header::SET_COOKIE, value)?;
+        if set_cookies.iter().any(|v| is_gateway_cookie(v.as_bytes(), self.gateway.cookie_name())) {
+            response.remove_header("set-cookie");
+            for value in set_cookies {
+                if !is_gateway_cookie(value.as_bytes(), self.gateway.cookie_name()) {
+                    response.append_header("set-cookie", value)?;
+                }
             }
         }
+        // The session's own cookie lines: a re-sealed cookie (cookie mode after a refresh or slide; server mode
+        // after a key rotation) or the deletion of a dead one.
         for line in std::mem::take(&mut ctx.session_cookies) {
-            response.append_header(http::header::SET_COOKIE, line)?;
+            response.append_header("set-cookie", line)?;
+        }
+        // BFF-HD06: an answer made with the user's token is personal: not stored unless the API says otherwise.
+        let user_token =
+            ctx.token.is_some() && ctx.route.as_ref().is_some_and(|r| r.settings.token != TokenRequirement::Client);
+        if user_token && !response.headers.contains_key(http::header::CACHE_CONTROL) {
+            response.insert_header("cache-control", "no-store")?;
+        }
+        let content_type =
+            response.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let baseline = crate::security_headers::missing(
+            |name| response.headers.contains_key(name),
+            content_type.as_deref(),
+            over_tls(session),
+        );
+        for (name, value) in baseline {
+            response.insert_header(name, value)?;
         }
         Ok(())
     }

@@ -36,6 +36,13 @@ pub struct Gateway {
     pub redirect_uri: String,
     /// `<public_origin>/`.
     pub post_logout_redirect_uri: String,
+    /// `state` values (SHA-256, base64url) of login transactions a callback already used, kept as long as a
+    /// transaction cookie lives: a replayed callback is refused before the code reaches the token service
+    /// (catalogue BFF-SESS03, RFC 9700 §4.2.4). Per instance; several instances still rely on the token service
+    /// refusing a reused code.
+    pub consumed_states: moka::sync::Cache<String, ()>,
+    /// `<public_origin>` as browsers send it in `Origin`.
+    pub public_origin: String,
 }
 
 /// The catch-all route to a frontend dev server (Vite & co.): no token, no CSRF header, websockets for hot
@@ -88,6 +95,12 @@ async fn open_session_store(settings: &BffSettings) -> anyhow::Result<Arc<dyn Se
 /// write per request).
 pub const SLIDE_GRANULARITY: i64 = 30;
 
+/// The (name, value) pairs of the request's `Cookie` headers.
+fn request_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+    let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+    cookies::parse(&values)
+}
+
 impl Gateway {
     /// Builds the state: key ring, the configured session store, routes (DNS resolved here), frontend.
     pub async fn new(settings: BffSettings) -> anyhow::Result<Self> {
@@ -130,6 +143,11 @@ impl Gateway {
                 .time_to_live(Duration::from_secs(600))
                 .build(),
             lifetimes,
+            consumed_states: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(Duration::from_secs(crate::transaction::MAX_AGE_SECONDS as u64 + 120))
+                .build(),
+            public_origin: origin.clone(),
             redirect_uri: format!("{origin}/bff/callback"),
             post_logout_redirect_uri: format!("{origin}/"),
             settings,
@@ -142,13 +160,22 @@ impl Gateway {
 
     /// The session id in the request's session cookie, if one opens.
     pub fn session_id(&self, headers: &HeaderMap) -> Option<String> {
-        let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+        self.opened_session_cookie(headers).map(|(id, _)| id)
+    }
+
+    /// The session id in the request's session cookie and the id of the key that sealed it.
+    pub(crate) fn opened_session_cookie(&self, headers: &HeaderMap) -> Option<(String, String)> {
         let name = self.cookie_name();
-        cookies::parse(&values)
-            .into_iter()
-            .filter(|(n, _)| n == name)
-            .find_map(|(_, value)| self.ring.open(name, &value))
-            .and_then(|id| String::from_utf8(id).ok())
+        request_cookies(headers).into_iter().filter(|(n, _)| n == name).find_map(|(_, value)| {
+            let id = String::from_utf8(self.ring.open(name, &value)?).ok()?;
+            Some((id, value.split_once('.')?.0.to_owned()))
+        })
+    }
+
+    /// True when the request carries a session cookie at all (valid or not): a refusal then also deletes it
+    /// (catalogue §H: a cookie that does not open, or names no live session, is cleared).
+    pub fn has_session_cookie(&self, headers: &HeaderMap) -> bool {
+        request_cookies(headers).iter().any(|(n, _)| n == self.cookie_name())
     }
 
     /// The live session the request's cookie names. A cookie that does not open, an unknown id, or an idle /

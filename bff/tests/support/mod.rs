@@ -35,6 +35,8 @@ pub struct Options {
     pub session_store: SessionStoreSettings,
     /// Where the gateway keeps sessions (default: server-side).
     pub session_mode: SessionMode,
+    /// The gateway's cookie key ring (newest first); default one random key `k1`.
+    pub cookie_keys: Option<Vec<CookieKey>>,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             access_token_ttl: 300,
             session_store: SessionStoreSettings::Memory,
             session_mode: SessionMode::Server,
+            cookie_keys: None,
         }
     }
 }
@@ -88,7 +91,7 @@ impl Harness {
                 settings.apis = vec![ApiResource { audience: API_AUDIENCE.into(), scopes: vec!["api".into()] }];
                 settings.tokens.access_token_ttl = ttl;
                 let store = Store::open("sqlite::memory:").await.unwrap();
-                admin::seed(&store, &[alice()], &[bff_client(&origin)], 0).await.unwrap();
+                admin::seed(&store, &[alice(), bob()], &[bff_client(&origin)], 0).await.unwrap();
                 let idp = Idp::start(settings, store.clone()).await.unwrap();
                 let router = idp.router();
                 tokio::spawn(async move {
@@ -134,7 +137,10 @@ impl Harness {
             cookie: CookieSettings {
                 name: SESSION_COOKIE.into(),
                 same_site: SameSite::Strict,
-                keys: vec![CookieKey { id: "k1".into(), key: rand_key() }],
+                keys: options
+                    .cookie_keys
+                    .clone()
+                    .unwrap_or_else(|| vec![CookieKey { id: "k1".into(), key: rand_key() }]),
             },
             session: SessionSettings {
                 idle_timeout: Duration::from_secs(3600),
@@ -308,6 +314,40 @@ impl Harness {
             .as_u16()
     }
 
+    /// A JWT signed with the token service's current RS256 key (`typ` as given): logout tokens of any shape.
+    pub async fn sign_with_token_service_key(&self, typ: &str, claims: serde_json::Value) -> String {
+        let store = self.store.clone();
+        let issuer = self.issuer.clone();
+        let typ = typ.to_owned();
+        self.idp_runtime
+            .spawn(async move {
+                let backchannel =
+                    admin::backchannel(&store, &issuer, &gatehouse_idp::settings::MasterKey([7; 32])).await.unwrap();
+                gatehouse_idp::tokens::sign(&backchannel.keys, SigningAlg::RS256, &typ, &claims).unwrap()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Deletes a user at the token service (`gatehouse users remove`).
+    pub async fn remove_idp_user(&self, username: &str) {
+        let store = self.store.clone();
+        let username = username.to_owned();
+        let removed =
+            self.idp_runtime.spawn(async move { admin::remove_user(&store, &username).await.unwrap() }).await.unwrap();
+        assert!(removed);
+    }
+
+    /// The stored token-service user's `sub`.
+    pub async fn sub_of(&self, username: &str) -> String {
+        let store = self.store.clone();
+        let username = username.to_owned();
+        self.idp_runtime
+            .spawn(async move { store.users.user_by_username(&username).await.unwrap().unwrap().sub })
+            .await
+            .unwrap()
+    }
+
     /// `gatehouse sessions revoke --user`: ends the token-service sessions and sends back-channel logouts.
     pub async fn revoke_idp_sessions(&self, username: &str) -> Vec<String> {
         let store = self.store.clone();
@@ -426,6 +466,14 @@ fn route(path: &str, upstream: &str, strip: bool, public_base: Option<&str>) -> 
     }
 }
 
+fn bob() -> SeedUser {
+    SeedUser {
+        username: "bob".into(),
+        password: SeedPassword::Plain(Secret::new("bob-password")),
+        claims: StandardClaims { name: Some("Bob".into()), ..Default::default() },
+    }
+}
+
 fn alice() -> SeedUser {
     SeedUser {
         username: "alice".into(),
@@ -462,7 +510,9 @@ fn bff_client(origin: &str) -> SeedClient {
     }
 }
 
-/// An upstream that records method, path and headers of every request and answers them as JSON.
+/// An upstream that records method, path and headers of every request and answers them as JSON. A few paths
+/// misbehave on purpose: `/redirect` answers 302 to a foreign host, `/set-cookie` tries to set the gateway's
+/// cookies, `/invalid-token` answers 401 `DPoP error="invalid_token"`.
 async fn start_echo(log: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -482,7 +532,31 @@ async fn start_echo(log: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
             }
             let seen = serde_json::Value::Object(seen);
             log.lock().unwrap().push(seen.clone());
-            (set_cookies, axum::Json(seen))
+            use axum::response::IntoResponse;
+            let path = request.uri().path().to_owned();
+            let mut response = axum::Json(seen).into_response();
+            let headers = response.headers_mut();
+            for line in set_cookies.get_all(axum::http::header::SET_COOKIE) {
+                headers.append(axum::http::header::SET_COOKIE, line.clone());
+            }
+            let set = |headers: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+                headers.append(name, axum::http::HeaderValue::from_static(value));
+            };
+            if path.ends_with("/redirect") {
+                *response.status_mut() = axum::http::StatusCode::FOUND;
+                set(response.headers_mut(), "location", "https://evil.example/steal");
+            } else if path.ends_with("/set-cookie") {
+                set(headers, "set-cookie", "__Host-gatehouse=evil; Path=/; Secure; HttpOnly");
+                set(headers, "set-cookie", "__host-GATEHOUSE=evil; Path=/; Secure");
+                set(headers, "set-cookie", "__Host-gatehouse.1=evil; Path=/; Secure");
+                set(headers, "set-cookie", "__Host-gatehouse-tx-AAAAAAAAAAAAAAAA=evil; Path=/; Secure");
+                set(headers, "set-cookie", "__Host-gatehouse=; Max-Age=0; Path=/; Secure");
+                set(headers, "set-cookie", "app-pref=dark; Path=/; Secure; SameSite=Lax");
+            } else if path.ends_with("/invalid-token") {
+                *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+                set(response.headers_mut(), "www-authenticate", "DPoP error=\"invalid_token\", algs=\"ES256\"");
+            }
+            response
         }
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
