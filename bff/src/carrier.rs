@@ -121,7 +121,7 @@ impl Gateway {
                 Ok(Carried { session: Some(session), present, reseal, sealed: None })
             }
             SessionCarrier::Cookie(carrier) => {
-                let pairs = request_cookies(headers);
+                let pairs = cookies::from_headers(headers);
                 let name = self.cookie_name();
                 let present = chunks::present(name, &pairs);
                 let dead = |present| Ok(Carried { present, ..Carried::default() });
@@ -330,11 +330,6 @@ fn all_chunks() -> Vec<usize> {
 /// Seconds from `now` until `end`, at least one.
 fn remaining(end: i64, now: i64) -> Duration {
     Duration::from_secs(end.saturating_sub(now).max(1) as u64)
-}
-
-fn request_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
-    let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
-    cookies::parse(&values)
 }
 
 /// The sealed form of a session: short field names, the DPoP key as base64url, a format version. JSON without

@@ -9,6 +9,12 @@ use cookie::{Cookie, SameSite as CookieSameSite};
 
 use crate::settings::SameSite;
 
+/// The cookies of a request's `Cookie` headers, as `parse` reads them.
+pub fn from_headers(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+    parse(&values)
+}
+
 /// All (name, value) pairs from one or more `Cookie` request header values (split on `;`, tolerant of junk: skip
 /// unparsable pairs). Values are returned as sent (not percent-decoded); order and duplicates are kept.
 pub fn parse(header_values: &[&str]) -> Vec<(String, String)> {

@@ -95,12 +95,6 @@ async fn open_session_store(settings: &BffSettings) -> anyhow::Result<Arc<dyn Se
 /// write per request).
 pub const SLIDE_GRANULARITY: i64 = 30;
 
-/// The (name, value) pairs of the request's `Cookie` headers.
-fn request_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
-    let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
-    cookies::parse(&values)
-}
-
 impl Gateway {
     /// Builds the state: key ring, the configured session store, routes (DNS resolved here), frontend.
     pub async fn new(settings: BffSettings) -> anyhow::Result<Self> {
@@ -166,7 +160,7 @@ impl Gateway {
     /// The session id in the request's session cookie and the id of the key that sealed it.
     pub(crate) fn opened_session_cookie(&self, headers: &HeaderMap) -> Option<(String, String)> {
         let name = self.cookie_name();
-        request_cookies(headers).into_iter().filter(|(n, _)| n == name).find_map(|(_, value)| {
+        cookies::from_headers(headers).into_iter().filter(|(n, _)| n == name).find_map(|(_, value)| {
             let id = String::from_utf8(self.ring.open(name, &value)?).ok()?;
             Some((id, value.split_once('.')?.0.to_owned()))
         })
@@ -175,7 +169,7 @@ impl Gateway {
     /// True when the request carries a session cookie at all (valid or not): a refusal then also deletes it
     /// (catalogue §H: a cookie that does not open, or names no live session, is cleared).
     pub fn has_session_cookie(&self, headers: &HeaderMap) -> bool {
-        request_cookies(headers).iter().any(|(n, _)| n == self.cookie_name())
+        cookies::from_headers(headers).iter().any(|(n, _)| n == self.cookie_name())
     }
 
     /// The live session the request's cookie names. A cookie that does not open, an unknown id, or an idle /
