@@ -732,4 +732,16 @@ password = "short"
         let problems = demo_with(&[("GATEHOUSE_BFF__SESSION__MODE", "browser")]).unwrap_err();
         assert!(problem(&problems, "bff.session.mode").hint.as_deref().unwrap().contains("cookie"));
     }
+
+    #[test]
+    fn a_route_resource_must_be_an_absolute_uri_without_fragment() {
+        let resource = |value: &str| demo_with(&[("GATEHOUSE_BFF__ROUTES__0__RESOURCE", value)]);
+        let config = resource("https://orders.example").unwrap();
+        assert_eq!(config.bff.unwrap().routes[0].resource.as_deref(), Some("https://orders.example"));
+        assert_eq!(demo_with(&[]).unwrap().bff.unwrap().routes[0].resource, None);
+        for bad in ["/orders", "https://orders.example#x", "not a uri"] {
+            let problems = resource(bad).unwrap_err();
+            assert!(problem(&problems, "bff.routes[0].resource").hint.is_some(), "{bad}");
+        }
+    }
 }

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::chunks;
 use crate::cookies;
 use crate::ended::{Ended, EndedSessions, MemoryEndedSessions};
-use crate::refresh::{RefreshError, RefreshSessions};
-use crate::session::{Session, StoreError, Tokens};
+use crate::refresh::{RefreshError, RefreshSessions, StoreSessions};
+use crate::session::{ResourceToken, Session, StoreError, Tokens};
 use crate::settings::{SessionMode, SessionSettings};
 use crate::state::Gateway;
 
@@ -141,7 +141,7 @@ impl Gateway {
                 let sealed = Arc::new(session);
                 let mut current = sealed.clone();
                 if let Some(latest) = carrier.latest.get(&sealed.id).await
-                    && latest.access_token_expires_at > sealed.tokens.access_token_expires_at
+                    && is_newer(&latest, &sealed.tokens)
                 {
                     current = Arc::new(Session { tokens: (*latest).clone(), ..(*sealed).clone() });
                 }
@@ -278,13 +278,22 @@ impl Gateway {
         }
     }
 
-    /// The session with a usable access token: as is, or after the single shared refresh of its tokens.
-    pub async fn fresh(&self, session: Arc<Session>, now: i64) -> Result<Arc<Session>, RefreshError> {
+    /// The session with a usable access token (and one for `resource`, RFC 8707, when the route names one): as
+    /// is, or after the single shared refresh of its tokens.
+    pub async fn fresh(
+        &self,
+        session: Arc<Session>,
+        resource: Option<&str>,
+        now: i64,
+    ) -> Result<Arc<Session>, RefreshError> {
         match &self.carrier {
-            SessionCarrier::Server => self.refresher.fresh(&self.oidc, self.sessions.as_ref(), session, now).await,
+            SessionCarrier::Server => {
+                let sessions = StoreSessions(self.sessions.as_ref());
+                self.refresher.fresh_in(&self.oidc, &sessions, session, resource, now).await
+            }
             SessionCarrier::Cookie(carrier) => {
                 let sessions = CookieRefresh { carrier, absolute: self.lifetimes.absolute };
-                self.refresher.fresh_in(&self.oidc, &sessions, session, now).await
+                self.refresher.fresh_in(&self.oidc, &sessions, session, resource, now).await
             }
         }
     }
@@ -303,7 +312,7 @@ impl RefreshSessions for CookieRefresh<'_> {
             return Ok(None);
         }
         match self.carrier.latest.get(&session.id).await {
-            Some(latest) if latest.access_token_expires_at > session.tokens.access_token_expires_at => {
+            Some(latest) if is_newer(&latest, &session.tokens) => {
                 Ok(Some(Arc::new(Session { tokens: (*latest).clone(), ..(**session).clone() })))
             }
             _ => Ok(Some(session.clone())),
@@ -320,6 +329,13 @@ impl RefreshSessions for CookieRefresh<'_> {
         let keep_for = remaining(session.created_at.saturating_add(self.absolute), now);
         self.carrier.ended.record(Ended::Session { id: session.id.clone() }, keep_for).await
     }
+}
+
+/// True when `latest` (what a refresh flight saved) supersedes `carried`: a later main token, or the same one
+/// with a rotated refresh token and more resource tokens (a resource-only refresh).
+fn is_newer(latest: &Tokens, carried: &Tokens) -> bool {
+    latest.access_token_expires_at > carried.access_token_expires_at
+        || (latest.access_token_expires_at == carried.access_token_expires_at && latest != carried)
 }
 
 /// Every chunk index a cookie set may use.
@@ -351,6 +367,8 @@ struct SealedSession {
     rt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     sc: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    res: Vec<ResourceToken>,
     key: String,
     ca: i64,
     ls: i64,
@@ -371,6 +389,7 @@ fn encode_session(session: &Session) -> Vec<u8> {
         ate: session.tokens.access_token_expires_at,
         rt: session.tokens.refresh_token.clone(),
         sc: session.tokens.scope.clone(),
+        res: session.tokens.resources.clone(),
         key: b64::encode(&session.dpop_key),
         ca: session.created_at,
         ls: session.last_seen,
@@ -390,7 +409,13 @@ fn decode_session(bytes: &[u8]) -> Option<Session> {
         idp_sid: s.isid,
         claims: s.cl,
         id_token: s.idt,
-        tokens: Tokens { access_token: s.at, access_token_expires_at: s.ate, refresh_token: s.rt, scope: s.sc },
+        tokens: Tokens {
+            access_token: s.at,
+            access_token_expires_at: s.ate,
+            refresh_token: s.rt,
+            scope: s.sc,
+            resources: s.res,
+        },
         dpop_key: b64::decode(&s.key)?,
         created_at: s.ca,
         last_seen: s.ls,
@@ -419,6 +444,7 @@ mod tests {
                 access_token_expires_at: 1_000_300,
                 refresh_token: Some("r".repeat(43)),
                 scope: Some("openid api".into()),
+                resources: Vec::new(),
             },
             dpop_key: gatehouse_proto::dpop_key::DpopKey::generate().unwrap().pkcs8().to_vec(),
             created_at: 1_000_000,

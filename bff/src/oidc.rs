@@ -227,15 +227,42 @@ impl OidcClient {
 
     /// The refresh token grant (RFC 6749 §6) with a proof of the key the refresh token is bound to.
     pub async fn refresh(&self, refresh_token: &str, dpop: &DpopKey) -> Result<TokenResponse, OidcError> {
-        self.token_grant(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)], dpop).await
+        self.refresh_for(refresh_token, dpop, None).await
+    }
+
+    /// The refresh grant, asking for an access token for `resource` only when given (RFC 8707 §2.2).
+    pub async fn refresh_for(
+        &self,
+        refresh_token: &str,
+        dpop: &DpopKey,
+        resource: Option<&str>,
+    ) -> Result<TokenResponse, OidcError> {
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        if let Some(resource) = resource {
+            form.push(("resource", resource));
+        }
+        self.token_grant(&form, dpop).await
     }
 
     /// The client credentials grant (RFC 6749 §4.4): the gateway's own DPoP-bound token.
     pub async fn client_credentials(&self, scopes: &[String], dpop: &DpopKey) -> Result<TokenResponse, OidcError> {
+        self.client_credentials_for(scopes, dpop, None).await
+    }
+
+    /// The client credentials grant for `resource` only, when given (RFC 8707 §2.2).
+    pub async fn client_credentials_for(
+        &self,
+        scopes: &[String],
+        dpop: &DpopKey,
+        resource: Option<&str>,
+    ) -> Result<TokenResponse, OidcError> {
         let scope = scopes.join(" ");
         let mut form = vec![("grant_type", "client_credentials")];
         if !scope.is_empty() {
             form.push(("scope", &scope));
+        }
+        if let Some(resource) = resource {
+            form.push(("resource", resource));
         }
         self.token_grant(&form, dpop).await
     }

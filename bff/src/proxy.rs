@@ -253,7 +253,7 @@ impl GatewayProxy {
             (TokenRequirement::None, _) | (TokenRequirement::UserOrNone, None) => {}
             (TokenRequirement::User, None) => return Some(unauthorized("no session")),
             (TokenRequirement::User | TokenRequirement::UserOrClient | TokenRequirement::UserOrNone, Some(user)) => {
-                let user = match gw.fresh(user, now).await {
+                let user = match gw.fresh(user, settings.resource.as_deref(), now).await {
                     Ok(user) => user,
                     Err(RefreshError::Ended(why)) => {
                         ctx.session_cookies = gw.clear_session_cookies();
@@ -276,10 +276,27 @@ impl GatewayProxy {
                 let Some(key) = self.session_key(&user.id, &user.dpop_key) else {
                     return Some(unauthorized("session key unreadable"));
                 };
-                ctx.token = Some((user.tokens.access_token.clone(), key));
+                let token = match &settings.resource {
+                    None => user.tokens.access_token.clone(),
+                    Some(resource) => match user.tokens.for_resource(resource) {
+                        Some(token) if !token.access_token.is_empty() => token.access_token.clone(),
+                        _ => {
+                            return Some(LocalResponse::error(
+                                403,
+                                "invalid_target",
+                                "the token service issues no token for this route's API to this session",
+                            ));
+                        }
+                    },
+                };
+                ctx.token = Some((token, key));
             }
             (TokenRequirement::Client, _) | (TokenRequirement::UserOrClient, None) => {
-                match gw.refresher.client_token(&gw.oidc, &settings.required_scopes, now).await {
+                match gw
+                    .refresher
+                    .client_token(&gw.oidc, &settings.required_scopes, settings.resource.as_deref(), now)
+                    .await
+                {
                     Ok(tokens) => ctx.token = Some((tokens.access_token.clone(), gw.refresher.client_key().clone())),
                     Err(_) => {
                         return Some(LocalResponse::error(

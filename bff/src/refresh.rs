@@ -16,7 +16,7 @@ use gatehouse_proto::dpop_key::DpopKey;
 use crate::oidc::{OidcClient, OidcError, TokenResponse};
 use async_trait::async_trait;
 
-use crate::session::{Session, SessionStore, StoreError, Tokens};
+use crate::session::{ResourceToken, Session, SessionStore, StoreError, Tokens};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -36,6 +36,7 @@ pub fn tokens_from(response: &TokenResponse, previous_refresh_token: Option<&str
         access_token_expires_at: now.saturating_add(response.expires_in.unwrap_or(60).max(0)),
         refresh_token: response.refresh_token.clone().or_else(|| previous_refresh_token.map(str::to_owned)),
         scope: response.scope.clone(),
+        resources: Vec::new(),
     }
 }
 
@@ -69,8 +70,39 @@ impl RefreshSessions for StoreSessions<'_> {
     }
 }
 
+/// How one grant of a refresh flight failed.
+enum GrantError {
+    /// The token service answered with this OAuth error code.
+    Refused(String),
+    Unavailable(String),
+}
+
+impl From<GrantError> for RefreshError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::Refused(_) => RefreshError::Ended("refresh refused by the token service"),
+            GrantError::Unavailable(e) => RefreshError::Unavailable(e),
+        }
+    }
+}
+
+/// `session` with `resource` recorded as refused (no token can be had for it until the next refresh).
+fn with_refused(session: &Arc<Session>, resource: Option<&str>, now: i64) -> Arc<Session> {
+    let Some(resource) = resource else { return session.clone() };
+    let mut next = (**session).clone();
+    next.tokens.resources.push(ResourceToken {
+        resource: resource.to_owned(),
+        access_token: String::new(),
+        expires_at: now,
+    });
+    Arc::new(next)
+}
+
 pub struct Refresher {
     skew: i64,
+    /// One refresh at a time per session (flights of different resources would otherwise race on the
+    /// rotating refresh token).
+    locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     /// Refresh flights by session id + expiry of the token being replaced; results are kept briefly so
     /// latecomers of the same burst reuse them.
     flights: moka::future::Cache<String, Arc<Session>>,
@@ -84,6 +116,7 @@ impl Refresher {
     pub fn new(skew: Duration, client_key: Arc<DpopKey>) -> Self {
         Self {
             skew: skew.as_secs() as i64,
+            locks: moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(60)).build(),
             flights: moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(30)).build(),
             client_tokens: moka::future::Cache::builder().max_capacity(1_000).build(),
             client_key,
@@ -103,23 +136,39 @@ impl Refresher {
         session: Arc<Session>,
         now: i64,
     ) -> Result<Arc<Session>, RefreshError> {
-        self.fresh_in(oidc, &StoreSessions(store), session, now).await
+        self.fresh_in(oidc, &StoreSessions(store), session, None, now).await
     }
 
-    /// `fresh` with sessions wherever `sessions` keeps them (the store, or cookie-mode's `carrier`).
+    /// What a session needs before a request for `resource` (or the main token) is forwarded: the main token
+    /// is near expiry, or the resource's token is missing or near expiry (a refusal recorded for the resource
+    /// is kept until the main token is refreshed, so a refused resource is not asked for on every request).
+    fn due(&self, tokens: &Tokens, resource: Option<&str>, now: i64) -> bool {
+        self.needs_refresh(tokens, now) || resource.is_some_and(|r| self.resource_due(tokens, r, now))
+    }
+
+    fn resource_due(&self, tokens: &Tokens, resource: &str, now: i64) -> bool {
+        match tokens.for_resource(resource) {
+            None => true,
+            Some(token) => !token.access_token.is_empty() && token.expires_at.saturating_sub(self.skew) <= now,
+        }
+    }
+
+    /// `fresh` with sessions wherever `sessions` keeps them (the store, or cookie-mode's `carrier`), and a
+    /// token for `resource` (RFC 8707) when the route names one.
     pub async fn fresh_in(
         &self,
         oidc: &OidcClient,
         sessions: &dyn RefreshSessions,
         session: Arc<Session>,
+        resource: Option<&str>,
         now: i64,
     ) -> Result<Arc<Session>, RefreshError> {
-        if !self.needs_refresh(&session.tokens, now) {
+        if !self.due(&session.tokens, resource, now) {
             return Ok(session);
         }
-        let key = format!("{}:{}", session.id, session.tokens.access_token_expires_at);
+        let key = format!("{}:{}:{}", session.id, session.tokens.access_token_expires_at, resource.unwrap_or(""));
         self.flights
-            .try_get_with(key, self.refresh_once(oidc, sessions, &session, now))
+            .try_get_with(key, self.refresh_once(oidc, sessions, &session, resource, now))
             .await
             .map_err(|e: Arc<RefreshError>| (*e).clone())
     }
@@ -129,15 +178,23 @@ impl Refresher {
         oidc: &OidcClient,
         sessions: &dyn RefreshSessions,
         session: &Arc<Session>,
+        resource: Option<&str>,
         now: i64,
     ) -> Result<Arc<Session>, RefreshError> {
+        let lock = self.locks.get_with(session.id.clone(), || Arc::new(tokio::sync::Mutex::new(())));
+        let _one_at_a_time = lock.lock().await;
         // Another flight (or node) may have refreshed already: work from the latest known session.
         let current = sessions.current(session).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
         let Some(current) = current else { return Err(RefreshError::Ended("session gone")) };
-        if !self.needs_refresh(&current.tokens, now) {
+        if !self.due(&current.tokens, resource, now) {
             return Ok(current);
         }
-        let Some(refresh_token) = current.tokens.refresh_token.as_deref() else {
+        let main_due = self.needs_refresh(&current.tokens, now);
+        let Some(refresh_token) = current.tokens.refresh_token.clone() else {
+            if !main_due {
+                // No way to get a resource token: the route refuses (403), the session goes on.
+                return Ok(with_refused(&current, resource, now));
+            }
             if current.tokens.access_token_expires_at > now {
                 return Ok(current);
             }
@@ -146,27 +203,75 @@ impl Refresher {
         };
         let key =
             DpopKey::from_pkcs8(&current.dpop_key).map_err(|_| RefreshError::Ended("session DPoP key unreadable"))?;
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
-        match oidc.refresh(refresh_token, &key).await {
-            Ok(response) => {
-                let mut next = (*current).clone();
-                next.tokens = tokens_from(&response, Some(refresh_token), now);
-                if next.tokens.scope.is_none() {
-                    next.tokens.scope = current.tokens.scope.clone();
-                }
-                let next = Arc::new(next);
-                sessions.save(next.clone()).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
-                tracing::debug!(sub = %current.sub, "access token refreshed");
-                Ok(next)
+        let mut tokens = current.tokens.clone();
+        if main_due {
+            let response = self.grant(oidc, sessions, &current, &refresh_token, &key, None, now).await?;
+            tokens = tokens_from(&response, Some(&refresh_token), now);
+            if tokens.scope.is_none() {
+                tokens.scope = current.tokens.scope.clone();
             }
+        }
+        // Resource tokens are fetched when a request needs one (a new main token drops them all: `tokens_from`).
+        if let Some(target) = resource.filter(|r| self.resource_due(&tokens, r, now)) {
+            tokens.resources.retain(|t| t.resource != target);
+            let rotating = tokens.refresh_token.clone().unwrap_or_else(|| refresh_token.clone());
+            let outcome = self.grant(oidc, sessions, &current, &rotating, &key, Some(target), now).await;
+            let token = match outcome {
+                Ok(response) => {
+                    if let Some(next) = response.refresh_token.clone() {
+                        tokens.refresh_token = Some(next);
+                    }
+                    let expires_at = now.saturating_add(response.expires_in.unwrap_or(60).max(0));
+                    ResourceToken { resource: target.to_owned(), access_token: response.access_token, expires_at }
+                }
+                Err(GrantError::Refused(error)) if error == "invalid_target" || error == "invalid_scope" => {
+                    tracing::warn!(resource = %target, %error, "the token service refuses this route's resource");
+                    ResourceToken { resource: target.to_owned(), access_token: String::new(), expires_at: now }
+                }
+                Err(GrantError::Refused(_)) => return Err(RefreshError::Ended("refresh refused by the token service")),
+                Err(GrantError::Unavailable(e)) => {
+                    // Keep what was rotated so far: the previous refresh token may already be spent.
+                    if tokens != current.tokens {
+                        let partial = Arc::new(Session { tokens, ..(*current).clone() });
+                        let _ = sessions.save(partial).await;
+                    }
+                    return Err(RefreshError::Unavailable(e));
+                }
+            };
+            tokens.resources.push(token);
+        }
+        let next = Arc::new(Session { tokens, ..(*current).clone() });
+        sessions.save(next.clone()).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
+        tracing::debug!(sub = %current.sub, "tokens refreshed");
+        Ok(next)
+    }
+
+    /// One refresh-token grant (for `resource` when given). A refusal other than an unknown resource ends the
+    /// session.
+    #[allow(clippy::too_many_arguments)]
+    async fn grant(
+        &self,
+        oidc: &OidcClient,
+        sessions: &dyn RefreshSessions,
+        current: &Session,
+        refresh_token: &str,
+        key: &DpopKey,
+        resource: Option<&str>,
+        now: i64,
+    ) -> Result<TokenResponse, GrantError> {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        match oidc.refresh_for(refresh_token, key, resource).await {
+            Ok(response) => Ok(response),
             Err(OidcError::Refused { error, .. }) => {
-                tracing::info!(sub = %current.sub, %error, "refresh refused: session ended");
-                let _ = sessions.end(&current, now).await;
-                Err(RefreshError::Ended("refresh refused by the token service"))
+                if resource.is_none() || (error != "invalid_target" && error != "invalid_scope") {
+                    tracing::info!(sub = %current.sub, %error, "refresh refused: session ended");
+                    let _ = sessions.end(current, now).await;
+                }
+                Err(GrantError::Refused(error))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "refresh failed: token service unavailable");
-                Err(RefreshError::Unavailable(e.to_string()))
+                Err(GrantError::Unavailable(e.to_string()))
             }
         }
     }
@@ -176,14 +281,15 @@ impl Refresher {
         &self.client_key
     }
 
-    /// A client_credentials token for `scopes`, from the cache until near expiry.
+    /// A client_credentials token for `scopes` (and `resource`, RFC 8707), from the cache until near expiry.
     pub async fn client_token(
         &self,
         oidc: &OidcClient,
         scopes: &[String],
+        resource: Option<&str>,
         now: i64,
     ) -> Result<Arc<Tokens>, RefreshError> {
-        let key = scopes.join(" ");
+        let key = format!("{}|{}", scopes.join(" "), resource.unwrap_or(""));
         if let Some(tokens) = self.client_tokens.get(&key).await {
             if !self.needs_refresh(&tokens, now) {
                 return Ok(tokens);
@@ -192,7 +298,7 @@ impl Refresher {
         }
         self.client_tokens
             .try_get_with(key, async {
-                match oidc.client_credentials(scopes, &self.client_key).await {
+                match oidc.client_credentials_for(scopes, &self.client_key, resource).await {
                     Ok(response) => Ok(Arc::new(tokens_from(&response, None, now))),
                     Err(OidcError::Refused { error, .. }) => {
                         tracing::warn!(%error, "client_credentials refused");

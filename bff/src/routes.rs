@@ -205,6 +205,7 @@ mod tests {
             token: TokenRequirement::User,
             require_csrf: true,
             required_scopes: vec![],
+            resource: None,
             public_base: None,
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),

@@ -32,6 +32,21 @@ pub struct Tokens {
     pub refresh_token: Option<String>,
     /// Granted scope (space-separated), when the token service said.
     pub scope: Option<String>,
+    /// Access tokens narrowed to one API each (RFC 8707 `resource`), for routes that name a `resource`;
+    /// fetched and refreshed together with the main access token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceToken>,
+}
+
+/// An access token for one resource (RFC 8707). An empty `access_token` records that the token service
+/// refused the resource (`invalid_target`): the route answers 403 until the next refresh instead of asking
+/// again on every request.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResourceToken {
+    pub resource: String,
+    pub access_token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -40,11 +55,17 @@ impl std::fmt::Debug for Tokens {
             .field("access_token_expires_at", &self.access_token_expires_at)
             .field("has_refresh_token", &self.refresh_token.is_some())
             .field("scope", &self.scope)
+            .field("resources", &self.resources.iter().map(|r| r.resource.as_str()).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
 impl Tokens {
+    /// The access token for `resource`, if one was fetched (`Some("")`: refused by the token service).
+    pub fn for_resource(&self, resource: &str) -> Option<&ResourceToken> {
+        self.resources.iter().find(|r| r.resource == resource)
+    }
+
     pub fn has_scopes(&self, required: &[String]) -> bool {
         let granted = self.scope.as_deref().unwrap_or("");
         required.iter().all(|r| granted.split(' ').any(|g| g == r))
@@ -202,6 +223,7 @@ mod tests {
                 access_token_expires_at: now + 300,
                 refresh_token: Some("secret-rt".into()),
                 scope: Some("openid api".into()),
+                resources: Vec::new(),
             },
             dpop_key: vec![],
             created_at: now,

@@ -155,6 +155,10 @@ pub struct RouteSettings {
     pub require_csrf: bool,
     /// Scopes the token must carry (checked against the granted scope); empty: no requirement.
     pub required_scopes: Vec<String>,
+    /// The API's resource indicator (RFC 8707), e.g. `https://orders.example`: the route forwards a token
+    /// asked for with `resource=` (its `aud` is that API only), so a token for this upstream is useless at any
+    /// other. None: the session's main access token (every API its scopes select).
+    pub resource: Option<String>,
     /// The `htu` base: the URL the API sees itself at (its verifier compares `htu` with it). Default: the
     /// upstream URL of the request as forwarded.
     pub public_base: Option<Url>,

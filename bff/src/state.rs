@@ -55,6 +55,7 @@ fn dev_server_route(upstream: &url::Url) -> RouteSettings {
         token: TokenRequirement::None,
         require_csrf: false,
         required_scopes: Vec::new(),
+        resource: None,
         public_base: None,
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(60),

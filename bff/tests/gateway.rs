@@ -393,6 +393,60 @@ async fn client_routes_forward_the_gateways_own_bound_token() {
     h.stop().await;
 }
 
+/// RFC 8707 per route (catalogue BFF-PX11): a route naming a `resource` forwards a token whose `aud` is that
+/// API only, fetched once with the session's refresh token and reused; other routes keep the session's token;
+/// a resource the token service refuses is a 403 on that route only, asked for once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routes_naming_a_resource_forward_a_token_for_that_api_only() {
+    let h = Harness::start(Default::default()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    let csrf = [("x-csrf", "1")];
+    assert_eq!(b.get(&h.gw("/echo/a"), &csrf).await.status, 200);
+    let main = support::jwt_payload(h.last_echo()["authorization"].as_str().unwrap().strip_prefix("DPoP ").unwrap());
+    assert_eq!(main["aud"], serde_json::json!([support::API_AUDIENCE, support::FILES_AUDIENCE]));
+    let before = h.gateway.refresher.refreshes.load(std::sync::atomic::Ordering::Relaxed);
+
+    let reply = b.get(&h.gw("/files/report"), &csrf).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = h.last_echo();
+    let token = seen["authorization"].as_str().unwrap().strip_prefix("DPoP ").unwrap().to_owned();
+    let narrow = support::jwt_payload(&token);
+    assert_eq!(narrow["aud"], support::FILES_AUDIENCE, "only the route's API");
+    assert_eq!(narrow["cnf"], main["cnf"], "bound to the same session key");
+    assert_eq!(h.gateway.refresher.refreshes.load(std::sync::atomic::Ordering::Relaxed), before + 1);
+    // Reused, not fetched again; the main token is untouched and the session's refresh token still works.
+    assert_eq!(b.get(&h.gw("/files/again"), &csrf).await.status, 200);
+    assert_eq!(h.last_echo()["authorization"], seen["authorization"]);
+    assert_eq!(b.get(&h.gw("/echo/b"), &csrf).await.status, 200);
+    assert_eq!(
+        h.last_echo()["authorization"].as_str().unwrap().strip_prefix("DPoP "),
+        Some(main_token(&h, &b).await.as_str())
+    );
+    assert_eq!(h.gateway.refresher.refreshes.load(std::sync::atomic::Ordering::Relaxed), before + 1);
+
+    // Refused resource: 403 JSON on that route, asked once, the session goes on.
+    let refused = b.get(&h.gw("/unknown/x"), &csrf).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("invalid_target"), "{}", refused.body);
+    assert_eq!(b.get(&h.gw("/unknown/y"), &csrf).await.status, 403);
+    assert_eq!(h.gateway.refresher.refreshes.load(std::sync::atomic::Ordering::Relaxed), before + 2);
+    assert_eq!(b.get(&h.gw("/files/z"), &csrf).await.status, 200, "the rotated refresh token was kept");
+
+    // The gateway's own client_credentials token for a resource route.
+    assert_eq!(b.get(&h.gw("/svc-files/x"), &csrf).await.status, 200);
+    let client = support::jwt_payload(h.last_echo()["authorization"].as_str().unwrap().strip_prefix("DPoP ").unwrap());
+    assert_eq!(client["aud"], support::FILES_AUDIENCE);
+    assert_eq!(client["client_id"], "bff");
+    h.stop().await;
+}
+
+/// The session's main access token as the `/echo/` route forwards it.
+async fn main_token(h: &Harness, b: &Browser) -> String {
+    assert_eq!(b.get(&h.gw("/echo/main"), &[("x-csrf", "1")]).await.status, 200);
+    h.last_echo()["authorization"].as_str().unwrap().strip_prefix("DPoP ").unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn route_rules_scope_body_size_websocket_and_public_routes() {
     let h = Harness::start(Default::default()).await;

@@ -337,6 +337,18 @@ fn route(p: &mut Problems, i: usize, r: RawRoute) -> Option<RouteSettings> {
         }
     };
     let public_base = r.public_base.and_then(|u| http_url(p, &key("public_base"), &u));
+    // RFC 8707 §2: an absolute URI without a fragment.
+    let resource = r.resource.filter(|value| match Url::parse(value) {
+        Ok(url) if url.fragment().is_none() => true,
+        _ => {
+            p.hint(
+                key("resource"),
+                format!("{value:?} is not a resource indicator"),
+                "an absolute URI without #fragment, e.g. the API's audience",
+            );
+            false
+        }
+    });
     let max_body_bytes = match r.max_body_bytes {
         None => 1024 * 1024,
         Some(n @ 0..=1_073_741_824) => n as usize,
@@ -352,6 +364,7 @@ fn route(p: &mut Problems, i: usize, r: RawRoute) -> Option<RouteSettings> {
         token,
         require_csrf: r.require_csrf.unwrap_or(true),
         required_scopes: r.required_scopes.unwrap_or_default(),
+        resource,
         public_base,
         connect_timeout: Duration::from_secs(
             seconds(p, &key("connect_timeout_seconds"), r.connect_timeout_seconds, 5) as u64

@@ -289,6 +289,7 @@ pub struct RawRoute {
     pub token: Option<String>,
     pub require_csrf: Option<bool>,
     pub required_scopes: Option<Vec<String>>,
+    pub resource: Option<String>,
     pub public_base: Option<String>,
     pub connect_timeout_seconds: Option<i64>,
     pub read_timeout_seconds: Option<i64>,

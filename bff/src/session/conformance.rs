@@ -72,6 +72,7 @@ fn session(sub: &str, idp_sid: Option<&str>, now: i64) -> Session {
             access_token_expires_at: now + 300,
             refresh_token: Some(format!("refresh-token-{tag}")),
             scope: Some("openid api".into()),
+            resources: Vec::new(),
         },
         dpop_key: DpopKey::generate().unwrap().pkcs8().to_vec(),
         created_at: now,

@@ -26,6 +26,8 @@ use gatehouse_proto::vocab::{ClientAuthMethod, GrantType, SigningAlg};
 pub const SESSION_COOKIE: &str = "__Host-gatehouse";
 pub const CLIENT_SECRET: &str = "bff-test-secret-0123456789abcdefghijklmnop";
 pub const API_AUDIENCE: &str = "https://api.test";
+/// A second API of the token service (same scope), named by the `/files/` route's `resource` (RFC 8707).
+pub const FILES_AUDIENCE: &str = "https://files.test";
 
 #[derive(Clone)]
 pub struct Options {
@@ -88,7 +90,10 @@ impl Harness {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
                 let mut settings = Settings::for_tests(&issuer);
-                settings.apis = vec![ApiResource { audience: API_AUDIENCE.into(), scopes: vec!["api".into()] }];
+                settings.apis = vec![
+                    ApiResource { audience: API_AUDIENCE.into(), scopes: vec!["api".into()] },
+                    ApiResource { audience: FILES_AUDIENCE.into(), scopes: vec!["api".into()] },
+                ];
                 settings.tokens.access_token_ttl = ttl;
                 let store = Store::open("sqlite::memory:").await.unwrap();
                 admin::seed(&store, &[alice(), bob()], &[bff_client(&origin)], 0).await.unwrap();
@@ -167,6 +172,16 @@ impl Harness {
                 },
                 RouteSettings { token: TokenRequirement::UserOrNone, ..route("/maybe/", &echo, true, None) },
                 route("/nonce/", &nonce, true, None),
+                RouteSettings { resource: Some(FILES_AUDIENCE.into()), ..route("/files/", &echo, true, None) },
+                RouteSettings {
+                    token: TokenRequirement::Client,
+                    resource: Some(FILES_AUDIENCE.into()),
+                    ..route("/svc-files/", &echo, true, None)
+                },
+                RouteSettings {
+                    resource: Some("https://unknown.test".into()),
+                    ..route("/unknown/", &echo, true, None)
+                },
             ],
             frontend: Frontend::Static {
                 root: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spa"),
@@ -458,6 +473,7 @@ fn route(path: &str, upstream: &str, strip: bool, public_base: Option<&str>) -> 
         token: TokenRequirement::User,
         require_csrf: true,
         required_scopes: vec![],
+        resource: None,
         public_base: public_base.map(|b| url::Url::parse(b).unwrap()),
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(10),
