@@ -408,3 +408,38 @@ async fn the_upstream_cannot_set_the_gateways_cookies() {
         h.stop().await;
     }
 }
+
+/// RFC 8707 routes in cookie mode: the resource token (and the refresh token its grant rotated) travel back in
+/// the re-sealed cookie; a request still carrying the previous cookie reuses them instead of asking again, so
+/// the rotated refresh token is never lost (catalogue BFF-PX11, CRYPT-18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cookie_mode_resource_tokens_travel_in_the_resealed_cookie() {
+    let h = Harness::start(cookie_mode()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    let before_cookie = chunks_of(&b);
+    let login_rt = h.cookie_session(&b).await.unwrap().tokens.refresh_token.clone().unwrap();
+    let grants = || h.gateway.refresher.refreshes.load(Ordering::Relaxed);
+    let start = grants();
+    let reply = b.get(&h.gw("/files/a"), &[("x-csrf", "1")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(!session_set_cookies(&reply).is_empty(), "the session gained a resource token: re-sealed");
+    let first = h.last_echo()["authorization"].clone();
+    let claims = support::jwt_payload(first.as_str().unwrap().strip_prefix("DPoP ").unwrap());
+    assert_eq!(claims["aud"], support::FILES_AUDIENCE);
+    assert_eq!(grants(), start + 1);
+    b.absorb(&reply);
+    let sealed = h.cookie_session(&b).await.expect("the new cookie opens");
+    assert!(sealed.tokens.for_resource(support::FILES_AUDIENCE).is_some());
+
+    // The cookie from before the resource grant: same token reused, no second grant.
+    let old = browser_with(&before_cookie);
+    assert_eq!(old.get(&h.gw("/files/b"), &[("x-csrf", "1")]).await.status, 200);
+    assert_eq!(h.last_echo()["authorization"], first);
+    assert_eq!(grants(), start + 1);
+    // The re-sealed cookie holds the refresh token the resource grant rotated to, and it is the live one.
+    let rotated = sealed.tokens.refresh_token.clone().unwrap();
+    assert_ne!(rotated, login_rt);
+    assert_eq!(h.refresh_status(&rotated).await, 200);
+    h.stop().await;
+}
