@@ -12,9 +12,13 @@
 #
 #   bench/gateway.sh [DURATION_SECONDS] [--proxies-only]    # default 10 s per run after a 2 s warm-up
 #
+# ROUNDS=N (default 3) measures every system N times, alternating, and prints medians (and each round's figure):
+# on a shared 2-core VM the speed drifts by tens of per cent between runs a minute apart.
+#
 # --proxies-only skips (c) (no gatehouse build, no login). Needs wrk and nginx (Debian packages `wrk`, `nginx`:
 # installed with apt-get when missing) and python3. Prints one table. PROXY_THREADS=N sets the pingora threads of
-# (b) and (c) (default 2).
+# (b) and (c) (default 2). PERF_DATA=FILE also records the gateway's /up/ run with `perf record` into FILE
+# (read it with `perf report -i FILE`); the figures of that run include perf's overhead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,6 +32,7 @@ for argument in "$@"; do
   esac
 done
 warmup=2
+rounds="${ROUNDS:-3}" # every system is measured once per round; the table shows medians
 connections=64
 threads=2
 proxy_threads="${PROXY_THREADS:-2}" # pingora threads of (b) and (c)
@@ -228,6 +233,7 @@ EOF
   GATEHOUSE_LOG__LEVEL=warn ./target/release/gatehouse serve --config "$work/gatehouse.toml" \
     >"$work/gatehouse.log" 2>&1 &
   pids+=($!)
+  gatehouse_pid=$!
   wait_for_http "http://127.0.0.1:$idp_port/.well-known/openid-configuration" "token service" "$work/gatehouse.log"
   wait_for_http "http://127.0.0.1:$gateway_port/bff/user" "gateway" "$work/gatehouse.log"
 }
@@ -287,26 +293,60 @@ fi
 # ------------------------------------------------------------------------------------------------- runs
 echo "machine: $(nproc) cores, $(uname -r); $(nginx -v 2>&1 | sed 's/.*: //'); wrk -t$threads -c$connections;" \
   "${warmup}s warm-up + ${duration}s per run; upstream body $body" >&2
-run_wrk "upstream direct (nginx, 1 worker)" "http://127.0.0.1:$origin_port/plain/x"
-run_wrk "nginx proxy (1 worker)" "http://127.0.0.1:$nginx_port/plain/x"
-run_wrk "bare pingora ($proxy_threads threads)" "http://127.0.0.1:$bare_port/plain/x"
-if ! $proxies_only; then
-  # Connect to 127.0.0.1 (the listener) but name the public origin, as a browser at http://localhost:PORT does.
-  run_wrk "gatehouse /plain/ (no token)" "http://127.0.0.1:$gateway_port/plain/x" -H "Host: localhost:$gateway_port"
-  run_wrk "gatehouse /up/ (session+DPoP proof)" "http://127.0.0.1:$gateway_port/up/x" \
-    -H "Host: localhost:$gateway_port" -H "Cookie: __Host-gatehouse=$session_cookie" -H 'X-CSRF: 1'
-  run_wrk "gatehouse /api/whoami (+API verifies)" "http://127.0.0.1:$gateway_port/api/whoami" \
-    -H "Host: localhost:$gateway_port" -H "Cookie: __Host-gatehouse=$session_cookie" -H 'X-CSRF: 1'
-fi
+for round in $(seq 1 "$rounds"); do
+  echo "round $round of $rounds" >&2
+  run_wrk "upstream direct (nginx, 1 worker)" "http://127.0.0.1:$origin_port/plain/x"
+  run_wrk "nginx proxy (1 worker)" "http://127.0.0.1:$nginx_port/plain/x"
+  run_wrk "bare pingora ($proxy_threads threads)" "http://127.0.0.1:$bare_port/plain/x"
+  if ! $proxies_only; then
+    # Connect to 127.0.0.1 (the listener) but name the public origin, as a browser at http://localhost:PORT does.
+    run_wrk "gatehouse /plain/ (no token)" "http://127.0.0.1:$gateway_port/plain/x" -H "Host: localhost:$gateway_port"
+    if [ -n "${PERF_DATA:-}" ] && [ "$round" = 1 ]; then
+      perf record -o "$PERF_DATA" -p "$gatehouse_pid" -- sleep $((warmup + duration + 1)) >/dev/null 2>&1 &
+      perf_pid=$!
+    fi
+    run_wrk "gatehouse /up/ (session+DPoP proof)" "http://127.0.0.1:$gateway_port/up/x" \
+      -H "Host: localhost:$gateway_port" -H "Cookie: __Host-gatehouse=$session_cookie" -H 'X-CSRF: 1'
+    if [ -n "${PERF_DATA:-}" ] && [ "$round" = 1 ]; then wait "$perf_pid" || true; fi
+    run_wrk "gatehouse /api/whoami (+API verifies)" "http://127.0.0.1:$gateway_port/api/whoami" \
+      -H "Host: localhost:$gateway_port" -H "Cookie: __Host-gatehouse=$session_cookie" -H 'X-CSRF: 1'
+  fi
+done
 
 # ------------------------------------------------------------------------------------------------ table
-bare_rps=$(printf '%s\n' "${results[@]}" | awk -F'|' '$1 ~ /^bare pingora/ { print $2 }')
-printf '\n%-38s %10s %9s %9s %12s %s\n' "system" "req/s" "p50 ms" "p99 ms" "% of pingora" "failures"
-for row in "${results[@]}"; do
-  IFS='|' read -r label rps p50 p99 non2xx errors <<<"$row"
-  share=$(awk -v r="$rps" -v b="$bare_rps" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * r / b; else print "-" }')
-  failures=""
-  [ "$non2xx" = 0 ] || failures="$non2xx non-2xx "
-  [ "$errors" = 0 ] || failures+="$errors socket errors"
-  printf '%-38s %10s %9s %9s %12s %s\n' "$label" "$rps" "$p50" "$p99" "$share" "$failures"
-done
+# Medians over the rounds (this machine's speed drifts between runs; the systems alternate within a round).
+cat >"$work/table.py" <<'PY'
+import statistics, sys
+rows = {}
+for line in sys.stdin:
+    label, rps, p50, p99, non2xx, errors = line.rstrip("\n").split("|")
+    rows.setdefault(label, []).append((int(rps), float(p50), float(p99), int(non2xx) + int(errors)))
+bare = next((statistics.median(r[0] for r in runs) for label, runs in rows.items() if label.startswith("bare pingora")), 0)
+print()
+print(f"{'system':38} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'of pingora':>10}  per round (req/s)     failures")
+for label, runs in rows.items():
+    rps = statistics.median(r[0] for r in runs)
+    p50 = statistics.median(r[1] for r in runs)
+    p99 = statistics.median(r[2] for r in runs)
+    share = f"{100 * rps / bare:.0f}%" if bare else "-"
+    failures = sum(r[3] for r in runs)
+    each = "/".join(str(r[0]) for r in runs)
+    print(f"{label:38} {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {share:>10}  {each:21} {failures or ''}")
+PY
+printf '%s\n' "${results[@]}" | python3 "$work/table.py"
+
+# What one ES256 signature per request costs on this machine (the gateway signs a DPoP proof for every forwarded
+# request; RFC 9449 §4.2 wants a fresh one): the ceiling it puts on the gateway relative to bare pingora, when
+# the load generator, the upstream and the proxy share the cores.
+if command -v openssl >/dev/null && ! $proxies_only; then
+  signs=$(openssl speed -seconds 2 ecdsap256 2>/dev/null | awk '/nistp256/ { print $(NF-1) }')
+  bare_rps=$(printf '%s\n' "${results[@]}" | awk -F'|' '/^bare pingora/ { print $2 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  if [ -n "$signs" ] && [ -n "$bare_rps" ]; then
+    awk -v s="$signs" -v b="$bare_rps" -v c="$(nproc)" 'BEGIN {
+      sign_us = 1e6 / s; per_request_us = 1e6 * c / b
+      printf "\nES256 sign (openssl speed, one core): %.0f/s = %.1f us. Bare pingora uses %.1f us of CPU per request\n", s, sign_us, per_request_us
+      printf "(all %d cores / its req/s, wrk and upstream included); one signature more per request caps any\n", c
+      printf "DPoP-forwarding proxy here at %.0f%% of bare pingora, before any session or header work.\n", 100 * per_request_us / (per_request_us + sign_us)
+    }'
+  fi
+fi

@@ -14,6 +14,11 @@ use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
+/// The same allocator as the `gatehouse` binary, so the baseline differs from the gateway only in Gatehouse's
+/// own work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,

@@ -90,7 +90,7 @@ fn request_id(headers: &HeaderMap) -> String {
         Some(id) => id.to_owned(),
         None => {
             let bytes: [u8; 8] = rand::random();
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
+            format!("{:016x}", u64::from_be_bytes(bytes))
         }
     }
 }

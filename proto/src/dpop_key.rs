@@ -12,6 +12,19 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use crate::dpop::{DPOP_TYP, ath};
 use crate::{Jwk, b64};
 
+/// The claims of a proof (§4.2), serialised straight from borrowed fields.
+#[derive(serde::Serialize)]
+struct ProofClaims<'a> {
+    jti: &'a str,
+    htm: &'a str,
+    htu: &'a str,
+    iat: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ath: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+}
+
 /// An ES256 DPoP key. `Debug` shows only the thumbprint.
 pub struct DpopKey {
     pkcs8: Vec<u8>,
@@ -74,13 +87,9 @@ impl DpopKey {
         let htu = crate::dpop::normalise_htu(uri).unwrap_or_else(|| uri.to_owned());
         let mut jti = [0u8; 16];
         let _ = aws_lc_rs::rand::fill(&mut jti);
-        let mut claims = serde_json::json!({"jti": b64::encode(jti), "htm": method, "htu": htu, "iat": now});
-        if let Some(token) = access_token {
-            claims["ath"] = ath(token).into();
-        }
-        if let Some(nonce) = nonce {
-            claims["nonce"] = nonce.into();
-        }
+        let jti = b64::encode(jti);
+        let ath = access_token.map(ath);
+        let claims = ProofClaims { jti: &jti, htm: method, htu: &htu, iat: now, ath: ath.as_deref(), nonce };
         let Ok(payload) = serde_json::to_vec(&claims) else { return String::new() };
         let mut jws = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 90);
         jws.push_str(&self.header);
