@@ -103,14 +103,6 @@ fn cookie_header(b: &Browser) -> String {
     format!("{SESSION_COOKIE}={}", b.cookie(SESSION_COOKIE).unwrap())
 }
 
-/// The `bff:logout_url` of the browser's session.
-async fn logout_url(h: &Harness, b: &Browser) -> String {
-    let user = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
-    assert_eq!(user.status, 200, "{}", user.body);
-    let claims: Vec<serde_json::Value> = serde_json::from_str(&user.body).unwrap();
-    claims.iter().find(|c| c["type"] == "bff:logout_url").unwrap()["value"].as_str().unwrap().to_owned()
-}
-
 /// The `sub` `/bff/user` reports, or None when anonymous.
 async fn user_sub(h: &Harness, b: &Browser) -> Option<String> {
     let user = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
@@ -214,7 +206,7 @@ async fn bff_ck01_ck02_ck03_ck04_ck05_ck07_ck08_every_set_cookie_has_host_prefix
     // A refusal for a dead cookie clears it; logout clears the live one.
     let dead = browser_with_cookie("k1.dead").get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await;
     all.extend(dead.set_cookies());
-    let logout = b.get(&h.gw(&logout_url(&h, &b).await), &[]).await;
+    let logout = b.get(&h.gw(&h.logout_url(&b).await), &[]).await;
     assert_eq!(logout.status, 302);
     all.extend(logout.set_cookies());
 
@@ -285,7 +277,7 @@ async fn bff_ck03_ck06_ck09_ck10_session_cookie_is_a_sealed_browser_session_id_n
     let user = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
     assert!(!user.body.contains(&value) && !user.body.contains(&session.id), "{}", user.body);
     // CK10: no session or transaction identifier in any URL.
-    let logout = b.get(&h.gw(&logout_url(&h, &b).await), &[]).await;
+    let logout = b.get(&h.gw(&h.logout_url(&b).await), &[]).await;
     locations.push(logout.header("location").unwrap().to_owned());
     for location in &locations {
         for secret in [value.as_str(), session.id.as_str(), tx_value.as_str()] {
@@ -467,7 +459,7 @@ async fn bff_csrf10_logout_without_the_sessions_sid_keeps_the_session() {
     let h = Harness::start(Default::default()).await;
     let mut b = Browser::new();
     h.login(&mut b, "alice", "/").await;
-    let good = logout_url(&h, &b).await;
+    let good = h.logout_url(&b).await;
     let sid = good.split("sid=").nth(1).unwrap().to_owned();
     for path in [
         "/bff/logout".to_owned(),
@@ -693,7 +685,7 @@ async fn bff_lo01_lo02_logout_ends_the_session_revokes_and_goes_to_end_session()
     let api = b.get(&h.gw("/echo/x"), &[("x-csrf", "1")]).await;
     assert_eq!(api.header("cache-control"), Some("no-store"), "LO02: personal API answers are never cached");
 
-    let reply = b.get(&h.gw(&logout_url(&h, &b).await), &[]).await;
+    let reply = b.get(&h.gw(&h.logout_url(&b).await), &[]).await;
     assert_eq!(reply.status, 302);
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     let location = url::Url::parse(reply.header("location").unwrap()).unwrap();
@@ -718,7 +710,7 @@ async fn bff_lo03_crypt_16_the_pre_logout_cookie_is_dead_after_logout() {
     let mut b = Browser::new();
     h.login(&mut b, "alice", "/").await;
     let copy = b.cookie(SESSION_COOKIE).unwrap();
-    let reply = b.get(&h.gw(&logout_url(&h, &b).await), &[]).await;
+    let reply = b.get(&h.gw(&h.logout_url(&b).await), &[]).await;
     assert_eq!(reply.status, 302);
     let replay = browser_with_cookie(&copy);
     assert_anonymous_and_cleared(&replay.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await, "replay /bff/user");
@@ -758,7 +750,7 @@ async fn bff_lo05_logout_never_redirects_to_a_return_url() {
     for payload in &payloads[..2] {
         let mut b = Browser::new();
         h.login(&mut b, "alice", "/").await;
-        let url = format!("{}&returnUrl={}", logout_url(&h, &b).await, enc(payload));
+        let url = format!("{}&returnUrl={}", h.logout_url(&b).await, enc(payload));
         let reply = b.get(&h.gw(&url), &[]).await;
         assert_eq!(reply.status, 302);
         let location = url::Url::parse(reply.header("location").unwrap()).unwrap();
@@ -949,50 +941,16 @@ async fn bff_bcl06_a_logout_token_ends_only_sessions_matching_both_sid_and_sub()
 // ---------------------------------------------------------------------------------------------------------------
 // F5. Return URLs
 
-/// The §Z.2 payload set (`\t`, `\n`, `\r`, `\v` as raw control characters; `/ /` with a literal space).
-const Z2_PAYLOADS: &[&str] = &[
-    "//evil.example",
-    "///evil.example",
-    "////evil.example/",
-    "/\\evil.example",
-    "/%5cevil.example",
-    "\\/\\/evil.example/",
-    "/ /evil.example",
-    "/\t/evil.example",
-    "/%09/evil.example",
-    "/\n/evil.example",
-    "/\r\\evil.example",
-    "/\u{b}/evil.example",
-    "/./\\evil.example",
-    "/./../../\\evil.example",
-    "/%2f%2fevil.example",
-    "/%2F%2F%2Fevil.example",
-    "/https://evil.example",
-    "/http:%5c%5cevil.example",
-    "https:evil.example",
-    "https://evil.example",
-    "http://app.example.com@evil.example",
-    "http://app.example.com%2eevil.example/",
-    "http://evil.example%23.app.example.com/",
-    "http://evil.example\\.app.example.com",
-    "http://app.example.com:80%40evil.example/",
-    "//evil%00.example",
-    "//evil%E3%80%82example",
-    "http://0xd83ad6ce/",
-    "http://3627734734/",
-    "javascript:alert(1)",
-    "java%0d%0ascript:alert(1)",
-    "data:text/html;base64,PHNjcmlwdD4=",
-    // BFF-RU03 extras.
-    "/.//evil.com",
-    "/%2F%2Fevil.com",
-];
+include!("support/z2_payloads.rs");
+
+/// BFF-RU03 payloads beyond §Z.2.
+const RU03_EXTRAS: &[&str] = &["/.//evil.com", "/%2F%2Fevil.com"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bff_ru01_ru03_login_refuses_every_z2_payload_raw_and_percent_encoded() {
     let h = Harness::start(Default::default()).await;
     let b = Browser::new();
-    for payload in Z2_PAYLOADS {
+    for payload in Z2_PAYLOADS.iter().chain(RU03_EXTRAS) {
         let encoded_once = enc(payload);
         for value in [encoded_once.clone(), enc(&encoded_once)] {
             let reply = b.get(&h.gw(&format!("/bff/login?returnUrl={value}")), &[]).await;
@@ -1298,7 +1256,7 @@ async fn bff_px10_no_token_or_key_ever_reaches_the_browser() {
     h.expire_access_token_soon().await;
     seen.push(b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await);
     let session = h.only_session().await;
-    let logout = b.get(&h.gw(&logout_url(&h, &b).await), &[]).await;
+    let logout = b.get(&h.gw(&h.logout_url(&b).await), &[]).await;
 
     let pkcs8 = gatehouse_proto::b64::encode(&session.dpop_key);
     let secrets = [
@@ -1364,7 +1322,7 @@ async fn bff_hd01_hd03_hd04_hd06_hd07_every_response_carries_the_baseline_header
     replies.push(("static", b.get(&h.gw("/"), &[]).await));
     replies.push(("not found", b.get(&h.gw("/bff/nothing"), &[]).await));
     replies.push(("bad path", b.get(&h.gw("/echo/%2e%2e/x"), &[("x-csrf", "1")]).await));
-    let logout = b.get(&h.gw(&logout_url(&h, &b).await), &[]).await;
+    let logout = b.get(&h.gw(&h.logout_url(&b).await), &[]).await;
     replies.push(("logout", logout));
     for (what, reply) in &replies {
         assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "HD03 {what}");

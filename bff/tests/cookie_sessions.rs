@@ -48,13 +48,6 @@ fn deletes_the_session_cookie(reply: &Reply) -> bool {
     session_set_cookies(reply).iter().any(|c| c.starts_with(&format!("{SESSION_COOKIE}=;")) && c.contains("Max-Age=0"))
 }
 
-async fn logout_url(h: &Harness, b: &Browser) -> String {
-    let user = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
-    assert_eq!(user.status, 200, "{}", user.body);
-    let claims: Vec<serde_json::Value> = serde_json::from_str(&user.body).unwrap();
-    claims.iter().find(|c| c["type"] == "bff:logout_url").unwrap()["value"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cookie_mode_login_then_api_call_is_dpop_bound_with_no_server_side_session() {
     let h = Harness::start(cookie_mode()).await;
@@ -121,7 +114,7 @@ async fn catalogue_bff_lo03_crypt16_a_cookie_replayed_after_logout_is_dead() {
     assert_eq!(b.get(&h.gw("/bff/logout"), &[]).await.status, 400);
     assert_eq!(b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await.status, 200, "refused logouts end nothing");
 
-    let logout = logout_url(&h, &b).await;
+    let logout = h.logout_url(&b).await;
     let reply = b.get(&h.gw(&logout), &[]).await;
     assert_eq!(reply.status, 302);
     assert!(reply.header("location").unwrap().starts_with(&format!("{}/end_session?", h.issuer)));

@@ -300,20 +300,6 @@ async fn forged_or_failed_callbacks_create_no_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn abandoned_logins_do_not_pile_up_cookies() {
-    let h = Harness::start(Default::default()).await;
-    let mut b = Browser::new();
-    for _ in 0..10 {
-        let start = b.get(&h.gw("/bff/login"), &[]).await;
-        assert_eq!(start.status, 302);
-        b.absorb(&start);
-    }
-    let pending = b.cookie_names().iter().filter(|n| n.starts_with("__Host-gatehouse-tx-")).count();
-    assert!(pending <= 3, "{pending} login transaction cookies kept");
-    h.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn login_cookies_have_host_prefix_attributes() {
     let h = Harness::start(Default::default()).await;
     let mut b = Browser::new();

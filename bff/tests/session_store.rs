@@ -27,13 +27,6 @@ async fn durable(h: &Harness, file: &Path) -> SqliteSessionStore {
     SqliteSessionStore::open(file, ring, lifetimes).await.unwrap()
 }
 
-async fn logout_url(h: &Harness, b: &Browser) -> String {
-    let user = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
-    assert_eq!(user.status, 200, "{}", user.body);
-    let claims: Vec<serde_json::Value> = serde_json::from_str(&user.body).unwrap();
-    claims.iter().find(|c| c["type"] == "bff:logout_url").unwrap()["value"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_logged_in_session_survives_a_gateway_restart_on_the_same_store_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +71,7 @@ async fn logout_removes_the_session_from_the_store_file() {
     h.login(&mut b, "alice", "/").await;
     let old_cookie = b.cookie(support::SESSION_COOKIE).unwrap();
     let session = h.only_session().await;
-    let logout = logout_url(&h, &b).await;
+    let logout = h.logout_url(&b).await;
     let reply = b.get(&h.gw(&logout), &[]).await;
     assert_eq!(reply.status, 302, "{}", reply.body);
 

@@ -410,6 +410,14 @@ impl Harness {
     }
 
     /// Logs in; returns where the gateway sent the browser afterwards.
+    /// The `bff:logout_url` of the browser's session, from `/bff/user`.
+    pub async fn logout_url(&self, b: &Browser) -> String {
+        let user = b.get(&self.gw("/bff/user"), &[("x-csrf", "1")]).await;
+        assert_eq!(user.status, 200, "{}", user.body);
+        let claims: Vec<serde_json::Value> = serde_json::from_str(&user.body).unwrap();
+        claims.iter().find(|c| c["type"] == "bff:logout_url").unwrap()["value"].as_str().unwrap().to_owned()
+    }
+
     pub async fn login(&self, b: &mut Browser, username: &str, return_url: &str) -> String {
         let reply = self.login_reply(b, username, return_url).await;
         assert_eq!(reply.status, 302, "{}", reply.body);

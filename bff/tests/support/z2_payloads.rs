@@ -1,0 +1,38 @@
+// Catalogue §Z.2 (return-URL / redirect payloads), shared by `bff/src/return_url.rs`'s unit tests and
+// `bff/tests/catalogue.rs` (both `include!` this file).
+
+/// The §Z.2 payload set (`\t`, `\n`, `\r`, `\v` as raw control characters; `/ /` with a literal space).
+pub const Z2_PAYLOADS: &[&str] = &[
+    "//evil.example",
+    "///evil.example",
+    "////evil.example/",
+    "/\\evil.example",
+    "/%5cevil.example",
+    "\\/\\/evil.example/",
+    "/ /evil.example",
+    "/\t/evil.example",
+    "/%09/evil.example",
+    "/\n/evil.example",
+    "/\r\\evil.example",
+    "/\u{b}/evil.example",
+    "/./\\evil.example",
+    "/./../../\\evil.example",
+    "/%2f%2fevil.example",
+    "/%2F%2F%2Fevil.example",
+    "/https://evil.example",
+    "/http:%5c%5cevil.example",
+    "https:evil.example",
+    "https://evil.example",
+    "http://app.example.com@evil.example",
+    "http://app.example.com%2eevil.example/",
+    "http://evil.example%23.app.example.com/",
+    "http://evil.example\\.app.example.com",
+    "http://app.example.com:80%40evil.example/",
+    "//evil%00.example",
+    "//evil%E3%80%82example",
+    "http://0xd83ad6ce/",
+    "http://3627734734/",
+    "javascript:alert(1)",
+    "java%0d%0ascript:alert(1)",
+    "data:text/html;base64,PHNjcmlwdD4=",
+];
