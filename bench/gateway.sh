@@ -18,7 +18,8 @@
 # --proxies-only skips (c) (no gatehouse build, no login). Needs wrk and nginx (Debian packages `wrk`, `nginx`:
 # installed with apt-get when missing) and python3. Prints one table. PROXY_THREADS=N sets the pingora threads of
 # (b) and (c) (default 2). PERF_DATA=FILE also records the gateway's /up/ run with `perf record` into FILE
-# (read it with `perf report -i FILE`); the figures of that run include perf's overhead.
+# (read it with `perf report -i FILE`; PERF_ARGS adds options, e.g. "--call-graph dwarf"); the figures of that
+# run include perf's overhead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -302,7 +303,7 @@ for round in $(seq 1 "$rounds"); do
     # Connect to 127.0.0.1 (the listener) but name the public origin, as a browser at http://localhost:PORT does.
     run_wrk "gatehouse /plain/ (no token)" "http://127.0.0.1:$gateway_port/plain/x" -H "Host: localhost:$gateway_port"
     if [ -n "${PERF_DATA:-}" ] && [ "$round" = 1 ]; then
-      perf record -o "$PERF_DATA" -p "$gatehouse_pid" -- sleep $((warmup + duration + 1)) >/dev/null 2>&1 &
+      perf record ${PERF_ARGS:-} -o "$PERF_DATA" -p "$gatehouse_pid" -- sleep $((warmup + duration + 1)) >/dev/null 2>&1 &
       perf_pid=$!
     fi
     run_wrk "gatehouse /up/ (session+DPoP proof)" "http://127.0.0.1:$gateway_port/up/x" \

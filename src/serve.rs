@@ -18,6 +18,9 @@ pub async fn serve(config: Config) -> ExitCode {
         tracing::warn!("{note}");
     }
 
+    // 0. Signal handlers before anything listens (see `shutdown_signal`).
+    let shutdown = shutdown_signal();
+
     // 1. Bind first, so a port in use fails at once, before any slow start-up work.
     let listener = match bind(idp.listen, "idp.listen").await {
         Ok(listener) => listener,
@@ -82,7 +85,7 @@ pub async fn serve(config: Config) -> ExitCode {
         tracing::info!(origin = %settings.public_origin, "gateway listening");
     }
     let settings = idp.settings(master_key);
-    let result = gatehouse_idp::run(settings, store, listener, shutdown_signal()).await;
+    let result = gatehouse_idp::run(settings, store, listener, shutdown).await;
     if let Some(gateway) = gateway {
         gateway.stop_async().await;
     }
@@ -154,32 +157,49 @@ fn discovery_url(issuer: &Url) -> Url {
     url
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM. If a handler cannot be installed, that signal is not awaited (the
-/// other still is), rather than shutting down at once.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called — before anything
+/// listens — so a signal arriving just after start-up shuts down gracefully instead of killing the process
+/// (the default action until a handler exists). A handler that cannot be installed is not awaited (the other
+/// still is), rather than shutting down at once.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let install = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for {name}");
+            None
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    let mut interrupt = install(SignalKind::interrupt(), "SIGINT");
+    let mut terminate = install(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = received(interrupt.as_mut()) => tracing::info!("SIGINT received: shutting down"),
+            () = received(terminate.as_mut()) => tracing::info!("SIGTERM received: shutting down"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received: shutting down"),
-        () = terminate => tracing::info!("SIGTERM received: shutting down"),
+    }
+}
+
+/// The next delivery of `signal`; never, without a handler.
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received: shutting down");
+        } else {
+            std::future::pending::<()>().await
+        }
     }
 }
 
