@@ -744,4 +744,15 @@ password = "short"
             assert!(problem(&problems, "bff.routes[0].resource").hint.is_some(), "{bad}");
         }
     }
+
+    #[test]
+    fn route_methods_are_http_methods_and_never_trace_or_connect() {
+        let methods = |value: &str| demo_with(&[("GATEHOUSE_BFF__ROUTES__0__METHODS", value)]);
+        let config = methods("[\"GET\", \"POST\"]").unwrap();
+        assert_eq!(config.bff.unwrap().routes[0].methods, [http::Method::GET, http::Method::POST]);
+        for bad in ["[\"TRACE\"]", "[\"CONNECT\"]", "[\"G ET\"]"] {
+            let problems = methods(bad).unwrap_err();
+            assert!(problem(&problems, "bff.routes[0].methods[0]").hint.is_some(), "{bad}");
+        }
+    }
 }

@@ -231,6 +231,14 @@ impl GatewayProxy {
         if declared_length(headers).is_some_and(|len| len > settings.max_body_bytes) {
             return Some(LocalResponse::error(413, "payload_too_large", "the request body is too large"));
         }
+        let method = &session.req_header().method;
+        if !settings.methods.is_empty() && !settings.methods.contains(method) {
+            let allow: Vec<&str> = settings.methods.iter().map(http::Method::as_str).collect();
+            return Some(
+                LocalResponse::error(405, "method_not_allowed", "this route does not take this method")
+                    .header("allow", allow.join(", ")),
+            );
+        }
         if session.is_upgrade_req() && !settings.websockets {
             return Some(LocalResponse::error(403, "forbidden", "websocket upgrades are not allowed on this route"));
         }

@@ -211,6 +211,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             max_body_bytes: 1024,
             websockets: false,
+            methods: Vec::new(),
         }
     }
 

@@ -167,6 +167,9 @@ pub struct RouteSettings {
     /// Largest request body forwarded, bytes.
     pub max_body_bytes: usize,
     pub websockets: bool,
+    /// The methods the route forwards (catalogue BFF-PX06: e.g. a read-only API takes only `GET`); others are
+    /// 405 with `Allow`. Empty: every method (TRACE, TRACK and CONNECT are refused everywhere anyway).
+    pub methods: Vec<http::Method>,
 }
 
 /// What the gateway serves for paths no route and no `/bff/*` endpoint claims.

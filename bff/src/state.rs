@@ -61,6 +61,7 @@ fn dev_server_route(upstream: &url::Url) -> RouteSettings {
         read_timeout: Duration::from_secs(60),
         max_body_bytes: 16 * 1024 * 1024,
         websockets: true,
+        methods: Vec::new(),
     }
 }
 

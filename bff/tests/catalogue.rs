@@ -1168,6 +1168,32 @@ async fn bff_px06_trace_track_and_connect_are_405_and_never_forwarded() {
     h.stop().await;
 }
 
+/// BFF-PX06, the other half: a route limited to `GET` (a read-only API) answers any other method 405 with
+/// `Allow`, without forwarding it; `GET` still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bff_px06_a_read_only_route_refuses_other_methods_with_405_and_allow() {
+    let h = Harness::start(Default::default()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    let client = reqwest::Client::new();
+    let cookie = cookie_header(&b);
+    for method in ["DELETE", "POST", "PUT", "PATCH"] {
+        let reply = client
+            .request(http::Method::from_bytes(method.as_bytes()).unwrap(), h.gw("/readonly/items/1"))
+            .header("x-csrf", "1")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 405, "{method}");
+        assert_eq!(reply.headers()["allow"], "GET", "{method}");
+    }
+    assert_eq!(h.echo_count(), 0, "nothing forwarded");
+    assert_eq!(b.get(&h.gw("/readonly/items/1"), &[("x-csrf", "1")]).await.status, 200);
+    assert_eq!(h.echo_count(), 1);
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bff_px07_an_upstream_cannot_set_or_delete_the_gateways_cookies() {
     let h = Harness::start(Default::default()).await;

@@ -337,6 +337,23 @@ fn route(p: &mut Problems, i: usize, r: RawRoute) -> Option<RouteSettings> {
         }
     };
     let public_base = r.public_base.and_then(|u| http_url(p, &key("public_base"), &u));
+    let methods: Vec<http::Method> = r
+        .methods
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(j, m)| match http::Method::from_bytes(m.as_bytes()) {
+            Ok(method) if !matches!(m.as_str(), "TRACE" | "TRACK" | "CONNECT") => Some(method),
+            _ => {
+                p.hint(
+                    format!("bff.routes[{i}].methods[{j}]"),
+                    format!("{m:?} is not a method the gateway forwards"),
+                    "HTTP methods as written on the wire, e.g. \"GET\", \"POST\" (TRACE and CONNECT are always refused)",
+                );
+                None
+            }
+        })
+        .collect();
     // RFC 8707 §2: an absolute URI without a fragment.
     let resource = r.resource.filter(|value| match Url::parse(value) {
         Ok(url) if url.fragment().is_none() => true,
@@ -372,6 +389,7 @@ fn route(p: &mut Problems, i: usize, r: RawRoute) -> Option<RouteSettings> {
         read_timeout: Duration::from_secs(seconds(p, &key("read_timeout_seconds"), r.read_timeout_seconds, 60) as u64),
         max_body_bytes,
         websockets: r.websockets.unwrap_or(false),
+        methods,
     })
 }
 

@@ -295,6 +295,7 @@ pub struct RawRoute {
     pub read_timeout_seconds: Option<i64>,
     pub max_body_bytes: Option<i64>,
     pub websockets: Option<bool>,
+    pub methods: Option<Vec<String>>,
 }
 
 #[derive(Default, Deserialize)]

@@ -182,6 +182,7 @@ impl Harness {
                     resource: Some("https://unknown.test".into()),
                     ..route("/unknown/", &echo, true, None)
                 },
+                RouteSettings { methods: vec![http::Method::GET], ..route("/readonly/", &echo, true, None) },
             ],
             frontend: Frontend::Static {
                 root: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spa"),
@@ -487,6 +488,7 @@ fn route(path: &str, upstream: &str, strip: bool, public_base: Option<&str>) -> 
         read_timeout: Duration::from_secs(10),
         max_body_bytes: 1024 * 1024,
         websockets: false,
+        methods: Vec::new(),
     }
 }
 
