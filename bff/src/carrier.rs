@@ -109,9 +109,10 @@ impl Gateway {
     pub async fn carried(&self, headers: &HeaderMap, now: i64) -> Result<Carried, StoreError> {
         match &self.carrier {
             SessionCarrier::Server => {
-                let present = if self.has_session_cookie(headers) { vec![0] } else { Vec::new() };
+                let pairs = cookies::from_headers(headers);
+                let present = if pairs.iter().any(|(n, _)| n == self.cookie_name()) { vec![0] } else { Vec::new() };
                 let dead = |present| Ok(Carried { present, ..Carried::default() });
-                let Some((id, key_id)) = self.opened_session_cookie(headers) else { return dead(present) };
+                let Some((id, key_id)) = self.opened_session_cookie(&pairs) else { return dead(present) };
                 let Some(session) = self.sessions.get(&id).await? else { return dead(present) };
                 if !session.is_live(self.lifetimes, now) {
                     self.sessions.remove(&id).await?;

@@ -40,13 +40,23 @@ pub struct GatewayProxy {
     keys: moka::sync::Cache<String, Arc<DpopKey>>,
     /// Ports of the TLS listeners (`X-Forwarded-Proto: https` for requests arriving there).
     tls_ports: Vec<u16>,
+    /// `X-Forwarded-Host`: the public origin's host (and port), computed once.
+    forwarded_host: Option<http::HeaderValue>,
 }
 
 impl GatewayProxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         let tls_ports = gateway.settings.tls.iter().map(|t| t.listen.port()).collect();
         let keys = moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(3600)).build();
-        Self { gateway, keys, tls_ports }
+        let public = &gateway.settings.public_origin;
+        let forwarded_host = public
+            .host_str()
+            .map(|host| match public.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            })
+            .and_then(|host| http::HeaderValue::from_str(&host).ok());
+        Self { gateway, keys, tls_ports, forwarded_host }
     }
 
     fn session_key(&self, id: &str, pkcs8: &[u8]) -> Option<Arc<DpopKey>> {
@@ -180,28 +190,41 @@ fn is_gateway_cookie(set_cookie: &[u8], session_cookie: &str) -> bool {
         || name.starts_with(&crate::transaction::COOKIE_PREFIX.to_ascii_lowercase())
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded, plus whatever `Connection` names.
-fn strip_hop_by_hop(request: &mut RequestHeader, keep_upgrade: bool) {
-    let listed: Vec<String> = request
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
-        .filter(|t| !t.is_empty())
-        .collect();
-    if keep_upgrade {
-        for name in ["keep-alive", "proxy-connection", "te", "trailer"] {
-            request.remove_header(name);
-        }
-        return;
-    }
-    for name in listed {
-        request.remove_header(name.as_str());
-    }
-    for name in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
-        request.remove_header(name);
-    }
+/// Request headers never forwarded, found in one pass over the request (most requests carry none of them, so
+/// nothing is removed and no name is hashed in vain): the browser's cookies and credentials (the gateway sets its
+/// own), identity and URL-override headers an upstream might trust, forwarding headers the gateway rewrites, and
+/// hop-by-hop headers (RFC 9110 §7.6.1) with whatever `Connection` names — except, for a websocket upgrade the
+/// route allows, `Connection` and `Upgrade` themselves.
+fn stripped_headers(headers: &HeaderMap, keep_upgrade: bool) -> Vec<http::HeaderName> {
+    const ALWAYS: [&str; 10] = [
+        "cookie",
+        "authorization",
+        "dpop",
+        "proxy-authorization",
+        "x-forwarded-for",
+        "forwarded",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+    ];
+    let listed: Vec<String> = if keep_upgrade {
+        Vec::new()
+    } else {
+        headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    let doomed = |name: &str| {
+        ALWAYS.contains(&name)
+            || SPOOFABLE_HEADERS.contains(&name)
+            || (!keep_upgrade && (name == "connection" || name == "upgrade" || listed.iter().any(|l| l == name)))
+    };
+    headers.keys().filter(|name| doomed(name.as_str())).cloned().collect()
 }
 
 impl GatewayProxy {
@@ -428,31 +451,20 @@ impl ProxyHttp for GatewayProxy {
         let upstream = route.upstream(ctx.upstream_index, ctx.attempt);
 
         // What the upstream must never see: the browser's cookies and any credentials it sent itself.
-        request.remove_header("cookie");
-        request.remove_header("authorization");
-        request.remove_header("dpop");
-        request.remove_header("proxy-authorization");
-        for name in SPOOFABLE_HEADERS {
-            request.remove_header(name);
+        let keep_upgrade = route.settings.websockets && session.is_upgrade_req();
+        for name in stripped_headers(&request.headers, keep_upgrade) {
+            request.remove_header(&name);
         }
-        strip_hop_by_hop(request, route.settings.websockets && session.is_upgrade_req());
 
-        // BFF-PX02: the host browsers use is the configured public origin's, never the request's `Host`.
-        let public = &self.gateway.settings.public_origin;
-        let original_host = public.host_str().map(|host| match public.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        });
         let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         let tls = session.server_addr().and_then(|a| a.as_inet()).is_some_and(|a| self.tls_ports.contains(&a.port()));
-        request.remove_header("x-forwarded-for");
-        request.remove_header("forwarded");
         if let Some(ip) = client_ip {
             request.insert_header("x-forwarded-for", ip)?;
         }
         request.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
-        if let Some(host) = original_host {
-            request.insert_header("x-forwarded-host", host)?;
+        // BFF-PX02: the host browsers use is the configured public origin's, never the request's `Host`.
+        if let Some(host) = &self.forwarded_host {
+            request.insert_header("x-forwarded-host", host.clone())?;
         }
 
         let path_and_query = request.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -606,5 +618,68 @@ impl ProxyHttp for GatewayProxy {
         );
         let _ = write_local(session, response).await;
         FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        map
+    }
+
+    fn names(list: Vec<http::HeaderName>) -> Vec<String> {
+        let mut names: Vec<String> = list.iter().map(|n| n.as_str().to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// Catalogue BFF-PX03/PX04/PX05: credentials, identity headers and hop-by-hop headers (and whatever
+    /// `Connection` names) are stripped; ordinary headers pass.
+    #[test]
+    fn credentials_identity_and_hop_by_hop_headers_are_stripped() {
+        let request = headers(&[
+            ("accept", "application/json"),
+            ("cookie", "__Host-gatehouse=x"),
+            ("Authorization", "Bearer stolen"),
+            ("dpop", "proof"),
+            ("proxy-authorization", "Basic x"),
+            ("x-user-id", "admin"),
+            ("x-original-url", "/admin"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("connection", "close, X-Secret"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-app", "kept"),
+        ]);
+        assert_eq!(
+            names(stripped_headers(&request, false)),
+            [
+                "authorization",
+                "connection",
+                "cookie",
+                "dpop",
+                "forwarded",
+                "proxy-authorization",
+                "te",
+                "upgrade",
+                "x-forwarded-for",
+                "x-original-url",
+                "x-secret",
+                "x-user-id"
+            ]
+        );
+        // A websocket upgrade the route allows keeps `Connection` and `Upgrade` (and what Connection names).
+        let kept = names(stripped_headers(&request, true));
+        assert!(!kept.contains(&"connection".to_owned()) && !kept.contains(&"upgrade".to_owned()));
+        assert!(kept.contains(&"cookie".to_owned()) && kept.contains(&"authorization".to_owned()));
+        assert!(stripped_headers(&headers(&[("accept", "*/*"), ("x-app", "1")]), false).is_empty());
     }
 }

@@ -156,14 +156,15 @@ impl Gateway {
 
     /// The session id in the request's session cookie, if one opens.
     pub fn session_id(&self, headers: &HeaderMap) -> Option<String> {
-        self.opened_session_cookie(headers).map(|(id, _)| id)
+        self.opened_session_cookie(&cookies::from_headers(headers)).map(|(id, _)| id)
     }
 
-    /// The session id in the request's session cookie and the id of the key that sealed it.
-    pub(crate) fn opened_session_cookie(&self, headers: &HeaderMap) -> Option<(String, String)> {
+    /// The session id in the request's session cookie (of the request's cookie `pairs`) and the id of the key
+    /// that sealed it.
+    pub(crate) fn opened_session_cookie(&self, pairs: &[(String, String)]) -> Option<(String, String)> {
         let name = self.cookie_name();
-        cookies::from_headers(headers).into_iter().filter(|(n, _)| n == name).find_map(|(_, value)| {
-            let id = String::from_utf8(self.ring.open(name, &value)?).ok()?;
+        pairs.iter().filter(|(n, _)| n == name).find_map(|(_, value)| {
+            let id = String::from_utf8(self.ring.open(name, value)?).ok()?;
             Some((id, value.split_once('.')?.0.to_owned()))
         })
     }
