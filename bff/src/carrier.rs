@@ -87,8 +87,9 @@ pub struct Carried {
     /// Cookie mode: the chunk indices the request carries. Server mode: `[0]` when it carries the session
     /// cookie at all (a dead one is then deleted).
     present: Vec<usize>,
-    /// Server mode: the cookie was sealed under an older key of the ring; the answer re-seals it under the
-    /// current one (catalogue CRYPT-12), so the old key can be retired once every active session was seen.
+    /// The cookie (cookie mode: its first chunk) was sealed under an older key of the ring; the answer re-seals
+    /// it under the current one (catalogue CRYPT-12), so the old key can be retired once every active session
+    /// was seen.
     reseal: bool,
     /// Cookie mode: the session exactly as sealed in the request's cookie.
     sealed: Option<Arc<Session>>,
@@ -146,7 +147,13 @@ impl Gateway {
                 {
                     current = Arc::new(Session { tokens: (*latest).clone(), ..(*sealed).clone() });
                 }
-                Ok(Carried { session: Some(current), present, sealed: Some(sealed), reseal: false })
+                // CRYPT-12: chunks sealed under an older key of the ring are re-sealed under the current one.
+                let reseal = pairs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, value)| value.split_once('.'))
+                    .is_some_and(|(key_id, _)| key_id != self.ring.current_id());
+                Ok(Carried { session: Some(current), present, sealed: Some(sealed), reseal })
             }
         }
     }
@@ -170,9 +177,12 @@ impl Gateway {
             None if carried.present.is_empty() => Vec::new(),
             None => chunks::clear_cookies(name, &carried.present),
             Some(session) => {
-                let unchanged = carried.sealed.as_deref().is_some_and(|sealed| {
-                    sealed.id == session.id && sealed.tokens == session.tokens && sealed.last_seen == session.last_seen
-                });
+                let unchanged = !carried.reseal
+                    && carried.sealed.as_deref().is_some_and(|sealed| {
+                        sealed.id == session.id
+                            && sealed.tokens == session.tokens
+                            && sealed.last_seen == session.last_seen
+                    });
                 if unchanged {
                     return Vec::new();
                 }

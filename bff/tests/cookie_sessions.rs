@@ -436,3 +436,27 @@ async fn cookie_mode_resource_tokens_travel_in_the_resealed_cookie() {
     assert_eq!(h.refresh_status(&rotated).await, 200);
     h.stop().await;
 }
+
+/// CRYPT-12 in cookie mode: after a key rotation (new key first, the old one still in the ring) the chunks the
+/// browser holds still open and the next answer re-seals them under the new key; once re-sealed, no further
+/// re-issue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalogue_crypt12_cookie_chunks_under_the_previous_key_are_resealed() {
+    use gatehouse_bff::settings::CookieKey;
+    let old = CookieKey { id: "k1".into(), key: support::rand_key() };
+    let new = CookieKey { id: "k2".into(), key: support::rand_key() };
+    let h = Harness::start(Options { cookie_keys: Some(vec![old.clone()]), ..cookie_mode() }).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    assert!(b.cookie(SESSION_COOKIE).unwrap().starts_with("k1."));
+    let h = h.restart_gateway_with(|settings| settings.cookie.keys = vec![new, old]).await;
+    let reply = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
+    assert_eq!(reply.status, 200, "the previous key still opens: {}", reply.body);
+    let resealed = session_set_cookies(&reply);
+    assert!(resealed.iter().any(|c| c.starts_with(&format!("{SESSION_COOKIE}=k2."))), "{resealed:?}");
+    b.absorb(&reply);
+    let again = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
+    assert_eq!(again.status, 200);
+    assert!(session_set_cookies(&again).is_empty(), "already under the current key");
+    h.stop().await;
+}
