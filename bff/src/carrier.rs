@@ -186,11 +186,19 @@ impl Gateway {
                 if unchanged {
                     return Vec::new();
                 }
-                match chunks::seal(&self.ring, name, &encode_session(session)) {
+                // Past the chunk limit (large tokens), the per-resource tokens are left out (they are fetched
+                // again when needed): the rotated refresh token must reach the browser, or the next refresh after
+                // `latest` forgets it would present a spent one and the token service would revoke the grant.
+                let sealed = chunks::seal(&self.ring, name, &encode_session(session)).or_else(|_| {
+                    let mut lean = session.clone();
+                    lean.tokens.resources.clear();
+                    chunks::seal(&self.ring, name, &encode_session(&lean))
+                });
+                match sealed {
                     Ok(values) => chunks::set_cookies(name, &values, self.settings.cookie.same_site, &carried.present),
                     Err(e) => {
-                        // The session grew past the chunk limit (a much larger token after refresh): keep the
-                        // cookie the browser has; its tokens come from `latest` while that remembers them.
+                        // Even the main tokens do not fit: keep the browser's cookie; its tokens come from
+                        // `latest` while that remembers them.
                         tracing::warn!(error = %e, "cannot re-seal the session cookie");
                         Vec::new()
                     }
@@ -231,7 +239,12 @@ impl Gateway {
     /// Ends one session: its row is deleted, or (cookie mode) its id is listed as ended until its absolute expiry.
     pub async fn end_session(&self, session: &Session, now: i64) -> Result<(), StoreError> {
         match &self.carrier {
-            SessionCarrier::Server => self.sessions.remove(&session.id).await.map(|_| ()),
+            SessionCarrier::Server => {
+                // After any write in flight (refresh, slide), so none can put the session back.
+                let lock = self.refresher.session_lock(&session.id);
+                let _one_writer = lock.lock().await;
+                self.sessions.remove(&session.id).await.map(|_| ())
+            }
             SessionCarrier::Cookie(carrier) => {
                 carrier.latest.invalidate(&session.id).await;
                 let keep_for = remaining(session.created_at.saturating_add(self.lifetimes.absolute), now);
@@ -282,10 +295,21 @@ impl Gateway {
 
     /// Keeps a session whose `last_seen` slid (`Gateway::touch`): stored in server mode; in cookie mode the
     /// response re-seals it (`response_cookies`).
-    pub(crate) async fn keep_touched(&self, session: Arc<Session>) -> Result<(), StoreError> {
+    ///
+    /// Server mode writes under the session's lock and from the stored state (only `last_seen` changes): a copy
+    /// read before a refresh or a logout must not put back a spent refresh token or an ended session. Returns
+    /// the session as kept (`None`: it ended meanwhile).
+    pub(crate) async fn keep_touched(&self, session: Arc<Session>) -> Result<Option<Arc<Session>>, StoreError> {
         match &self.carrier {
-            SessionCarrier::Server => self.sessions.put(session).await,
-            SessionCarrier::Cookie(_) => Ok(()),
+            SessionCarrier::Server => {
+                let lock = self.refresher.session_lock(&session.id);
+                let _one_writer = lock.lock().await;
+                let Some(stored) = self.sessions.get(&session.id).await? else { return Ok(None) };
+                let next = Arc::new(Session { last_seen: session.last_seen, ..(*stored).clone() });
+                self.sessions.put(next.clone()).await?;
+                Ok(Some(next))
+            }
+            SessionCarrier::Cookie(_) => Ok(Some(session)),
         }
     }
 

@@ -29,7 +29,11 @@ use crate::settings::SameSite;
 pub const CHUNK_LEN: usize = 3600;
 /// Most chunks a value may use: 18 000 characters of sealed text (≈ 13 KB of plaintext). More is refused when
 /// sealing and treated as tampering when opening.
-pub const MAX_CHUNKS: usize = 5;
+pub const MAX_CHUNKS: usize = 4;
+
+// Every chunk set the gateway writes must also pass its own bound on `Cookie` headers (CRYPT-22), with room
+// for the application's own cookies: 4 × 3600 characters plus names leave about 1.9 KiB of the 16 KiB.
+const _: () = assert!(MAX_CHUNKS * (CHUNK_LEN + 40) + 1536 <= crate::request_checks::MAX_COOKIE_BYTES);
 
 /// Why a chunk set does not open. The caller treats all alike ("no session"); the variant is for logs and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -207,7 +211,7 @@ mod tests {
         let ring = ring();
         let longest_name = format!("__Host-{}", "n".repeat(57));
         assert_eq!(longest_name.len(), 64);
-        for len in [0, 1, 100, 2000, 2650, 2700, 4096, 5000, 8000, 12_000, 13_000] {
+        for len in [0, 1, 100, 2000, 2650, 2700, 4096, 5000, 8000, 10_000, 10_700] {
             for name in [NAME, longest_name.as_str()] {
                 let values = seal(&ring, name, &plaintext(len)).unwrap();
                 let lines = set_cookies(name, &values, SameSite::Strict, &[]);

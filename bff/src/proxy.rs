@@ -363,9 +363,13 @@ impl ProxyHttp for GatewayProxy {
         ctx.request_id = request_id(&session.req_header().headers);
 
         let header = session.req_header();
+        // Too many cookies (CRYPT-22): the session cookie(s) are deleted too, so a browser that somehow holds an
+        // oversized set is not locked out until they expire.
+        let cookie_bomb = request_checks::cookie_refusal(&header.headers)
+            .map(|refusal| endpoints::with_cookies(refusal, gw.clear_session_cookies()));
         let refusal = request_checks::method_refusal(&header.method)
             .or_else(|| request_checks::framing_refusal(&header.headers))
-            .or_else(|| request_checks::cookie_refusal(&header.headers))
+            .or(cookie_bomb)
             .or_else(|| request_checks::path_refusal(&path));
         if let Some(refusal) = refusal {
             // The body (if any) is not read: the connection cannot be reused.
@@ -531,13 +535,16 @@ impl ProxyHttp for GatewayProxy {
         }
         // The session's own cookie lines: a re-sealed cookie (cookie mode after a refresh or slide; server mode
         // after a key rotation) or the deletion of a dead one.
+        let sets_session = !ctx.session_cookies.is_empty();
         for line in std::mem::take(&mut ctx.session_cookies) {
             response.append_header("set-cookie", line)?;
         }
         // BFF-HD06: an answer made with the user's token is personal: not stored unless the API says otherwise.
+        // One that carries the session's cookie is never stored, whatever the API says (a shared cache would
+        // hand the session to everyone).
         let user_token =
             ctx.token.is_some() && ctx.route.as_ref().is_some_and(|r| r.settings.token != TokenRequirement::Client);
-        if user_token && !response.headers.contains_key(http::header::CACHE_CONTROL) {
+        if sets_session || (user_token && !response.headers.contains_key(http::header::CACHE_CONTROL)) {
             response.insert_header("cache-control", "no-store")?;
         }
         let content_type =

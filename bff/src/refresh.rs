@@ -181,7 +181,7 @@ impl Refresher {
         resource: Option<&str>,
         now: i64,
     ) -> Result<Arc<Session>, RefreshError> {
-        let lock = self.locks.get_with(session.id.clone(), || Arc::new(tokio::sync::Mutex::new(())));
+        let lock = self.session_lock(&session.id);
         let _one_at_a_time = lock.lock().await;
         // Another flight (or node) may have refreshed already: work from the latest known session.
         let current = sessions.current(session).await.map_err(|e| RefreshError::Unavailable(e.to_string()))?;
@@ -274,6 +274,13 @@ impl Refresher {
                 Err(GrantError::Unavailable(e.to_string()))
             }
         }
+    }
+
+    /// The lock that serialises every write of one session's state: refresh flights, the idle-time slide and
+    /// logout (a write from a copy read before another write, or before the logout, would otherwise bring back a
+    /// spent refresh token or an ended session).
+    pub fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.get_with(id.to_owned(), || Arc::new(tokio::sync::Mutex::new(())))
     }
 
     /// The gateway's own DPoP key (client_credentials tokens are bound to it).

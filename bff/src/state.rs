@@ -188,9 +188,9 @@ impl Gateway {
         }
         let mut next = (**session).clone();
         next.last_seen = now;
-        let next = Arc::new(next);
-        self.keep_touched(next.clone()).await?;
-        Ok(next)
+        // The stored state wins over this request's copy (a refresh may have rotated the tokens meanwhile); a
+        // session ended meanwhile stays ended and this request goes on with the copy it has.
+        Ok(self.keep_touched(Arc::new(next)).await?.unwrap_or_else(|| session.clone()))
     }
 
     /// `Set-Cookie` for a new session id.

@@ -63,7 +63,7 @@ async fn cookie_mode_login_then_api_call_is_dpop_bound_with_no_server_side_sessi
     assert!(!chunks.is_empty());
     // CRYPT-21 at login: the callback arrives cross-site, where a SameSite=Strict cookie is not sent, so every
     // chunk index the new set does not use is deleted blindly (with the same name, Path=/ and Secure: BFF-CK08).
-    assert_eq!(chunks.len() + deletions.len(), 5, "{lines:?}");
+    assert_eq!(chunks.len() + deletions.len(), gatehouse_bff::chunks::MAX_CHUNKS, "{lines:?}");
     for deletion in &deletions {
         assert!(deletion.starts_with(&format!("{SESSION_COOKIE}.")), "{deletion}");
         assert!(deletion.contains("Path=/") && deletion.contains("Secure"), "{deletion}");
@@ -458,5 +458,32 @@ async fn catalogue_crypt12_cookie_chunks_under_the_previous_key_are_resealed() {
     let again = b.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
     assert_eq!(again.status, 200);
     assert!(session_set_cookies(&again).is_empty(), "already under the current key");
+    h.stop().await;
+}
+
+/// An answer that carries the re-sealed session cookie is never cacheable, whatever the API said (a shared cache
+/// would hand the session to everyone); an oversized Cookie header is refused with 431 and deletes the session
+/// chunks so the browser is not locked out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resealed_cookies_are_never_cached_and_a_cookie_bomb_clears_the_chunks() {
+    let h = Harness::start(cookie_mode()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    h.expire_cookie_access_token_soon(&mut b).await;
+    let reply = b.get(&h.gw("/echo/cacheable"), &[("x-csrf", "1"), ("x-cache-control", "public, max-age=300")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(!session_set_cookies(&reply).is_empty(), "the refresh re-sealed the cookie");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    // Without a re-sealed cookie the API's own caching stands.
+    b.absorb(&reply);
+    let plain = b.get(&h.gw("/echo/cacheable"), &[("x-csrf", "1"), ("x-cache-control", "private, max-age=60")]).await;
+    assert!(session_set_cookies(&plain).is_empty());
+    assert_eq!(plain.header("cache-control"), Some("private, max-age=60"));
+
+    let mut bomb = browser_with(&chunks_of(&b));
+    bomb.set_cookie("junk", &"x".repeat(17 * 1024));
+    let refused = bomb.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await;
+    assert_eq!(refused.status, 431);
+    assert!(deletes_the_session_cookie(&refused), "{:?}", refused.set_cookies());
     h.stop().await;
 }

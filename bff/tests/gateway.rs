@@ -190,6 +190,32 @@ async fn twenty_concurrent_requests_share_one_refresh() {
     h.stop().await;
 }
 
+/// A request that read the session before a refresh or a logout must not write its stale copy back when it
+/// slides the idle time: the rotated refresh token stays, an ended session stays ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_copy_never_overwrites_a_refresh_or_revives_a_logged_out_session() {
+    let h = Harness::start(Default::default()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    let stale = h.only_session().await;
+    h.expire_access_token_soon().await;
+    assert_eq!(b.get(&h.gw("/echo/refresh"), &[("x-csrf", "1")]).await.status, 200);
+    let refreshed = h.only_session().await;
+    assert_ne!(refreshed.tokens.refresh_token, stale.tokens.refresh_token);
+    // The idle slide of a request that still holds the pre-refresh copy.
+    let later = gatehouse_bff::now() + 120;
+    let kept = h.gateway.touch(&stale, later).await.unwrap();
+    assert_eq!(kept.tokens, refreshed.tokens, "the stored tokens win over the stale copy");
+    assert_eq!(h.only_session().await.tokens.refresh_token, refreshed.tokens.refresh_token);
+    assert_eq!(h.only_session().await.last_seen, later);
+    // Logout, then the same stale slide: nothing comes back.
+    let logout = h.logout_url(&b).await;
+    assert_eq!(b.get(&h.gw(&logout), &[]).await.status, 302);
+    h.gateway.touch(&stale, later + 60).await.unwrap();
+    assert_eq!(h.session_count().await, 0, "a logged-out session is not revived");
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_refresh_ends_the_session_with_401() {
     let h = Harness::start(Default::default()).await;

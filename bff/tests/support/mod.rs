@@ -556,6 +556,10 @@ async fn start_echo(log: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
             for line in request.headers().get_all("x-set-cookie") {
                 set_cookies.append(axum::http::header::SET_COOKIE, line.clone());
             }
+            // `X-Cache-Control: <value>` asks for that `Cache-Control` on the answer (caching tests).
+            if let Some(value) = request.headers().get("x-cache-control") {
+                set_cookies.insert(axum::http::header::CACHE_CONTROL, value.clone());
+            }
             let seen = serde_json::Value::Object(seen);
             log.lock().unwrap().push(seen.clone());
             use axum::response::IntoResponse;
@@ -564,6 +568,9 @@ async fn start_echo(log: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
             let headers = response.headers_mut();
             for line in set_cookies.get_all(axum::http::header::SET_COOKIE) {
                 headers.append(axum::http::header::SET_COOKIE, line.clone());
+            }
+            if let Some(value) = set_cookies.get(axum::http::header::CACHE_CONTROL) {
+                headers.insert(axum::http::header::CACHE_CONTROL, value.clone());
             }
             let set = |headers: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
                 headers.append(name, axum::http::HeaderValue::from_static(value));
