@@ -85,6 +85,8 @@ pub struct RequestCtx {
     buffered: bool,
     /// The caller's `X-Request-Id` when it is a sane token, else a random one; sent upstream and logged.
     request_id: String,
+    /// Request body bytes forwarded in this attempt (the route's limit holds for chunked bodies too).
+    body_bytes: usize,
     /// `Set-Cookie` lines for the session cookie (cookie mode: re-sealed after a refresh or slide, or deletions
     /// of a dead cookie), added to the response whether the gateway or the upstream answers.
     session_cookies: Vec<String>,
@@ -162,7 +164,7 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 /// Headers a browser could send to impersonate a user or rewrite the upstream's idea of the request
 /// (catalogue BFF-PX02, BFF-PX04): identity headers set by authenticating proxies, and IIS/Symfony-style URL
 /// overrides. The upstream only learns the user from the forwarded token.
-const SPOOFABLE_HEADERS: [&str; 12] = [
+const SPOOFABLE_HEADERS: [&str; 16] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-preferred-username",
@@ -175,6 +177,10 @@ const SPOOFABLE_HEADERS: [&str; 12] = [
     "x-original-url",
     "x-rewrite-url",
     "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
 ];
 
 /// True when a `Set-Cookie` from an upstream names one of the gateway's own cookies (the session cookie, its
@@ -453,6 +459,7 @@ impl ProxyHttp for GatewayProxy {
             return Error::e_explain(ErrorType::InternalError, "no route selected");
         };
         let upstream = route.upstream(ctx.upstream_index, ctx.attempt);
+        ctx.body_bytes = 0; // a retry replays the body from the start
 
         // What the upstream must never see: the browser's cookies and any credentials it sent itself.
         let keep_upgrade = route.settings.websockets && session.is_upgrade_req();
@@ -485,6 +492,24 @@ impl ProxyHttp for GatewayProxy {
             let proof = key.proof(request.method.as_str(), &htu, Some(token), nonce.as_deref(), crate::now());
             request.insert_header("authorization", format!("DPoP {token}"))?;
             request.insert_header("dpop", proof)?;
+        }
+        Ok(())
+    }
+
+    /// The route's body limit for bodies without (or with an understated) `Content-Length`: counted as they
+    /// stream, refused with 413 once over.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let (Some(route), Some(chunk)) = (&ctx.route, body.as_ref()) {
+            ctx.body_bytes = ctx.body_bytes.saturating_add(chunk.len());
+            if ctx.body_bytes > route.settings.max_body_bytes {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "the request body is over the route's limit");
+            }
         }
         Ok(())
     }
@@ -604,6 +629,9 @@ impl ProxyHttp for GatewayProxy {
             ErrorType::HTTPStatus(status) if *status == 401 => {
                 (502, "bad_gateway", "the upstream refused the forwarded credentials")
             }
+            ErrorType::HTTPStatus(status) if *status == 413 => {
+                (413, "payload_too_large", "the request body is too large")
+            }
             _ => match e.esource() {
                 ErrorSource::Upstream => (502, "bad_gateway", "the upstream failed"),
                 ErrorSource::Downstream => (400, "bad_request", "the request could not be read"),
@@ -657,6 +685,7 @@ mod tests {
             ("dpop", "proof"),
             ("proxy-authorization", "Basic x"),
             ("x-user-id", "admin"),
+            ("x-real-ip", "10.0.0.1"),
             ("x-original-url", "/admin"),
             ("forwarded", "for=1.2.3.4"),
             ("x-forwarded-for", "1.2.3.4"),
@@ -679,6 +708,7 @@ mod tests {
                 "upgrade",
                 "x-forwarded-for",
                 "x-original-url",
+                "x-real-ip",
                 "x-secret",
                 "x-user-id"
             ]

@@ -1194,6 +1194,29 @@ async fn bff_px06_a_read_only_route_refuses_other_methods_with_405_and_allow() {
     h.stop().await;
 }
 
+/// A chunked body (no `Content-Length`) is held to the route's body limit as it streams: 413, never forwarded
+/// whole; one under the limit goes through. (The `Content-Length` case: `gateway::request_bodies_over_the_route_limit_are_refused`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bff_px09_chunked_bodies_are_held_to_the_route_limit() {
+    let h = Harness::start(Default::default()).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    let cookie = cookie_header(&b);
+    let host = h.gw_authority();
+    let request = |body: &str| {
+        format!(
+            "POST /small/x HTTP/1.1\r\nHost: {host}\r\nX-CSRF: 1\r\nCookie: {cookie}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        )
+    };
+    let over = raw_async(&h, request("0123456789abcdefghij")).await;
+    assert_eq!(status_of(&over), 413, "{over}");
+    let under = raw_async(&h, request("0123")).await;
+    assert_eq!(status_of(&under), 200, "{under}");
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bff_px07_an_upstream_cannot_set_or_delete_the_gateways_cookies() {
     let h = Harness::start(Default::default()).await;
