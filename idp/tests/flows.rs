@@ -1,4 +1,4 @@
-//! Component tests of the token service over its real router (no socket): discovery, authorize + login,
+//! Component tests of the token service over its real router on a loopback socket: discovery, authorize + login,
 //! token grants, client authentication, userinfo. Test names carry catalogue IDs where one applies.
 
 mod support;
@@ -312,7 +312,6 @@ async fn cs_op_b28_oauth_ac02_code_reuse_revokes_what_it_issued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oauth_ac03_concurrent_redemption_yields_one_success() {
-    use tower::ServiceExt;
     let h = Harness::new().await;
     let verifier = verifier();
     let (reply, _) = h.login("c1", "", &verifier).await;
@@ -330,7 +329,7 @@ async fn oauth_ac03_concurrent_redemption_yields_one_success() {
                 .header("authorization", basic.clone())
                 .body(axum::body::Body::from(body.clone()))
                 .unwrap();
-            tokio::spawn(async move { router.oneshot(request).await.unwrap().status() })
+            tokio::spawn(async move { support::socket::exchange(router, request).await.status() })
         })
         .collect();
     let mut ok = 0;

@@ -1,5 +1,6 @@
 //! Shared harness for the token service's component tests: the real router over an in-memory SQLite store,
-//! driven with `oneshot` (no socket), a manual clock, and a cookie-aware login helper.
+//! reached over a real loopback socket (`socket.rs`: one HTTP/1.1 exchange per request, parsed by hyper as a
+//! network peer's would be), a manual clock, and a cookie-aware login helper.
 
 #![allow(dead_code)]
 
@@ -17,7 +18,8 @@ use gatehouse_proto::claims::StandardClaims;
 use gatehouse_proto::pkce::{CodeChallenge, CodeVerifier};
 use gatehouse_proto::vocab::{ClientAuthMethod, GrantType, SigningAlg};
 use gatehouse_proto::{JwkSet, Secret};
-use tower::ServiceExt;
+
+pub mod socket;
 
 pub const ISSUER: &str = "https://id.test";
 pub const CALLBACK: &str = "https://app.test/bff/callback";
@@ -150,11 +152,8 @@ impl Harness {
     }
 
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self.router.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body").to_vec();
-        Reply { status, headers, body }
+        let (parts, body) = socket::exchange(self.router.clone(), request).await.into_parts();
+        Reply { status: parts.status, headers: parts.headers, body }
     }
 
     pub async fn get(&self, uri: &str, cookie: Option<&str>) -> Reply {
