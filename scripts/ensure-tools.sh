@@ -20,7 +20,7 @@ main() {
     for arg in "$@"; do
         case "$arg" in
             --no-npm) want_npm=0 ;;
-            -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
             *) die "unknown argument: $arg (try --help)" ;;
         esac
     done
