@@ -14,11 +14,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ALICE,
   SESSION_COOKIE,
+  assertNothingSecretReadable,
   fetchInPage,
   launchChromium,
   logInThroughTheSpa,
   openPage,
   recordIssuerTraffic,
+  recordReadableResponses,
   startGatehouse,
 } from './support.mjs';
 
@@ -118,8 +120,9 @@ test(EXPIRY, { timeout: TEST_TIMEOUT_MS }, async (t) => {
     await shot('12-expired-reloaded');
 
     // 13. The token service's session is still alive: silent login (hidden iframe) brings alice back without a
-    //     login page, with a new session and a new DPoP key.
+    //     login page, with a new session and a new DPoP key; the iframe's pages left nothing readable either.
     const toIssuer = recordIssuerTraffic(page, issuer);
+    const readable = recordReadableResponses(page, gateway);
     await page.click('#silent-login');
     await page.waitForSelector('body[data-session="signed-in"]');
     toIssuer.assertSilent();
@@ -131,6 +134,8 @@ test(EXPIRY, { timeout: TEST_TIMEOUT_MS }, async (t) => {
     assert.equal(api.status, 200);
     assert.equal(await page.textContent('#api-jkt'), api.body.jkt);
     assert.notEqual(api.body.jkt, firstJkt, 'the new session has its own DPoP key');
+    const bodies = await assertNothingSecretReadable(page, context, readable);
+    assert.ok(bodies.some((b) => b.url.includes('/bff/callback?')), "the silent login's callback page was checked");
     await shot('13-silent-login-restored');
   });
 });

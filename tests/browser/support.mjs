@@ -233,10 +233,55 @@ export function recordReadableResponses(page, origin) {
 }
 
 /**
+ * Asserts that page JavaScript on `page` can read no token and no session secret: every cookie in the context's
+ * jar is HttpOnly and SameSite; `document.cookie` is empty; Web Storage, IndexedDB and Cache Storage are empty;
+ * the page's HTML, referrer, location and performance timeline, and every answer recorded by `readable`
+ * (`recordReadableResponses`) hold nothing JWT-shaped, no `access_token`/`refresh_token`/`id_token` member and no
+ * cookie value. Resolves to the recorded answers.
+ */
+export async function assertNothingSecretReadable(page, context, readable) {
+  const jar = await context.cookies();
+  for (const cookie of jar) {
+    assert.ok(cookie.httpOnly, `cookie ${cookie.name} is HttpOnly`);
+    assert.ok(['Strict', 'Lax'].includes(cookie.sameSite), `cookie ${cookie.name} is SameSite=${cookie.sameSite}`);
+  }
+  // Cookies are per host, not per port: the token service's cookies are in this jar too, and just as secret.
+  const secrets = jar.map((c) => c.value).filter((value) => value.length >= 16);
+
+  const seen = await readableByScript(page);
+  assert.equal(seen.cookie, '', 'document.cookie is empty: every cookie is HttpOnly');
+  assert.deepEqual(seen.localStorage, {}, 'localStorage is empty');
+  assert.deepEqual(seen.sessionStorage, {}, 'sessionStorage is empty');
+  assert.deepEqual(seen.indexedDb, [], 'no IndexedDB database');
+  assert.deepEqual(seen.caches, [], 'no Cache Storage');
+  for (const [where, text] of [
+    ['the page HTML', seen.html],
+    ['document.referrer', seen.referrer],
+    ['location', seen.location],
+    ['the performance timeline', seen.timeline.join('\n')],
+  ]) {
+    assertNoSecret(where, text, secrets);
+  }
+  const bodies = await readable.bodies();
+  for (const { url, body } of bodies) assertNoSecret(`the answer to ${url}`, body, secrets);
+  return bodies;
+}
+
+/** Fails when `text` holds something JWT-shaped, a token-named JSON member, or one of the `secrets`. */
+function assertNoSecret(where, text, secrets) {
+  const jwt = JWT_SHAPED.exec(text);
+  assert.equal(jwt, null, `${where} holds something JWT-shaped: ${jwt?.[0].slice(0, 24)}…`);
+  assert.doesNotMatch(text, /"(access|refresh|id)_token"\s*:/, `${where} holds a token member`);
+  for (const secret of secrets) {
+    assert.ok(!text.includes(secret), `${where} holds a cookie value`);
+  }
+}
+
+/**
  * What page JavaScript can read on the current page: `document.cookie`, Web Storage, IndexedDB and Cache
  * Storage names, the document's HTML, its referrer and the URLs of the performance timeline.
  */
-export function readableByScript(page) {
+function readableByScript(page) {
   return page.evaluate(async () => {
     const dump = (storage) => Object.fromEntries(Object.keys(storage).map((key) => [key, storage.getItem(key)]));
     return {
