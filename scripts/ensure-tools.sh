@@ -2,8 +2,9 @@
 # Installs what Gatehouse's build and tests need on a fresh Debian machine that already has Rust, and only what
 # is missing; says what it installs. Safe to run again and again.
 #
-#   scripts/ensure-tools.sh            # cmake + C compiler, Node.js >= 20 + npm, tests/interop's npm packages
-#   scripts/ensure-tools.sh --no-npm   # the same without Node.js and npm packages (for running the demo)
+#   scripts/ensure-tools.sh            # cmake + C compiler, Node.js >= 20 + npm, tests/interop's npm packages,
+#                                      # Chromium (/usr/bin/chromium) + tests/browser's npm packages
+#   scripts/ensure-tools.sh --no-npm   # the same without Node.js, npm packages and Chromium (for the demo)
 #
 # With GATEHOUSE_NEED_SERVICES=1 it also makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379)
 # are installed and running.
@@ -19,7 +20,7 @@ main() {
     for arg in "$@"; do
         case "$arg" in
             --no-npm) want_npm=0 ;;
-            -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
             *) die "unknown argument: $arg (try --help)" ;;
         esac
     done
@@ -29,6 +30,8 @@ main() {
     if [[ $want_npm == 1 ]]; then
         ensure_node
         ensure_interop_packages
+        ensure_chromium
+        ensure_browser_packages
     fi
     if [[ ${GATEHOUSE_NEED_SERVICES:-0} == 1 ]]; then
         ensure_services
@@ -76,17 +79,33 @@ ensure_node() {
 # npm ci when a lock file exists (exact versions), else npm install; skipped when node_modules is newer than
 # package.json and the lock file (npm writes node_modules/.package-lock.json on every install).
 ensure_interop_packages() {
-    local dir="$repo_root/tests/interop"
+    ensure_npm_packages "$repo_root/tests/interop" "the interop tests'"
+}
+
+# The browser tests (tests/browser) drive Debian's Chromium with playwright-core, which downloads no browser.
+ensure_chromium() {
+    [[ -x /usr/bin/chromium ]] && return 0
+    apt_install "Chromium (for the browser tests in tests/browser)" chromium
+}
+
+ensure_browser_packages() {
+    ensure_npm_packages "$repo_root/tests/browser" "the browser tests'"
+}
+
+# ensure_npm_packages DIR WHOSE : npm ci (or npm install without a lock file) in DIR when its node_modules is
+# missing or older than package.json / package-lock.json.
+ensure_npm_packages() {
+    local dir="$1" whose="$2"
     [[ -f $dir/package.json ]] || return 0
     local stamp="$dir/node_modules/.package-lock.json"
     if [[ -f $stamp && ! $dir/package.json -nt $stamp && ! ( -f $dir/package-lock.json && $dir/package-lock.json -nt $stamp ) ]]; then
         return 0
     fi
     if [[ -f $dir/package-lock.json ]]; then
-        say "installing the interop tests' npm packages (npm ci in tests/interop)"
+        say "installing ${whose} npm packages (npm ci in ${dir#"$repo_root"/})"
         (cd "$dir" && npm ci --no-audit --no-fund)
     else
-        say "installing the interop tests' npm packages (npm install in tests/interop)"
+        say "installing ${whose} npm packages (npm install in ${dir#"$repo_root"/})"
         (cd "$dir" && npm install --no-audit --no-fund)
     fi
 }

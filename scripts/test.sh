@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs Gatehouse's whole test suite: installs missing tools, builds the binary, runs the Rust unit, component
 # and system tests and doc tests, then the OpenID interop suite (tests/interop: the real `gatehouse` binary
-# driven by openid-client, an OpenID-certified relying party library, under Node's built-in test runner).
+# driven by openid-client, an OpenID-certified relying party library, under Node's built-in test runner), then
+# the browser tests (tests/browser: the demo SPA behind the real binary in headless Chromium, via playwright-core;
+# screenshots of each step in target/browser-artifacts/).
 #
 #   scripts/test.sh
 #
@@ -13,7 +15,7 @@ cd "$repo_root"
 
 step_number=0
 current_step="start"
-readonly total_steps=5
+readonly total_steps=6
 
 step() {
     step_number=$((step_number + 1))
@@ -50,5 +52,12 @@ step "OpenID interop tests: node --test tests/interop/"
 # The interop helpers start this binary (the one just built) on a free port with a fresh data directory.
 export GATEHOUSE_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/gatehouse"
 node --test tests/interop/
+
+step "browser tests: node --test tests/browser/"
+# The same binary, with the demo SPA, in Debian's headless Chromium; each step's screenshot is saved here.
+export GATEHOUSE_BROWSER_ARTIFACTS="${CARGO_TARGET_DIR:-$repo_root/target}/browser-artifacts"
+rm -rf "$GATEHOUSE_BROWSER_ARTIFACTS"
+printf 'screenshots: %s\n' "$GATEHOUSE_BROWSER_ARTIFACTS"
+node --test tests/browser/
 
 printf '\n==> all %d steps passed\n' "$total_steps"

@@ -114,7 +114,7 @@ impl Gateway {
         Routes::spawn_health_checks(&routes, Duration::from_secs(5));
         let static_files = match &settings.frontend {
             Frontend::Static { root } => Some(
-                StaticFiles::new(root.clone())
+                StaticFiles::new(root.clone(), &settings.oidc.issuer)
                     .map_err(|e| anyhow::anyhow!("frontend directory {}: {e}", root.display()))?,
             ),
             _ => None,

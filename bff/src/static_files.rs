@@ -18,6 +18,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
+use url::Url;
 
 use crate::response::LocalResponse;
 
@@ -31,17 +32,24 @@ const CACHE_MAX_BYTES: u64 = 32 * 1024 * 1024;
 /// The document served for `/` and for extensionless paths that name no file (client-side routes).
 const INDEX: &str = "index.html";
 
-/// `Content-Security-Policy` of every answer: only the app's own origin, never framed.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
+/// `Content-Security-Policy` of every answer: only the app's own origin, never framed. The one exception is
+/// `frame-src`: the app may also frame the token service's origin, because the hidden iframe of a silent login
+/// (`/bff/silent-login`) is redirected there for its `prompt=none` authorization request and back to
+/// `/bff/callback`, and CSP checks `frame-src` at every redirect of a frame's navigation (CSP 3 §6.1.2.3), so
+/// `'self'` alone blocks silent login. `token_service` is the issuer; only its origin is used (an opaque one,
+/// impossible for a validated issuer, adds nothing).
+pub fn content_security_policy(token_service: &Url) -> String {
+    let origin = token_service.origin();
+    let token_service = if origin.is_tuple() { format!(" {}", origin.ascii_serialization()) } else { String::new() };
+    format!(
+        "default-src 'self'; frame-src 'self'{token_service}; frame-ancestors 'none'; base-uri 'self'; \
+         form-action 'self'; object-src 'none'"
+    )
+}
 
-/// The headers added to every answer, static file or refusal.
-const SECURITY_HEADERS: [(&str, &str); 4] = [
-    ("content-security-policy", CONTENT_SECURITY_POLICY),
-    ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
-    ("x-frame-options", "DENY"),
-];
+/// The headers added to every answer, static file or refusal, besides `Content-Security-Policy`.
+const SECURITY_HEADERS: [(&str, &str); 3] =
+    [("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"), ("x-frame-options", "DENY")];
 
 /// A directory of static files, served as described in the module documentation.
 pub struct StaticFiles {
@@ -49,11 +57,14 @@ pub struct StaticFiles {
     root: PathBuf,
     /// Recently read files, keyed by their path relative to `root` (`/`-separated, already validated).
     cache: moka::future::Cache<String, Arc<File>>,
+    /// [`content_security_policy`] for this deployment's token service.
+    content_security_policy: String,
 }
 
 impl StaticFiles {
     /// Serves files under `root`, which must be an existing directory; it is canonicalised once here.
-    pub fn new(root: PathBuf) -> std::io::Result<Self> {
+    /// `token_service` is the issuer the gateway logs in with (see [`content_security_policy`]).
+    pub fn new(root: PathBuf, token_service: &Url) -> std::io::Result<Self> {
         let root = std::fs::canonicalize(&root)?;
         if !root.is_dir() {
             return Err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"));
@@ -63,7 +74,7 @@ impl StaticFiles {
             .weigher(|key: &String, file: &Arc<File>| u32::try_from(key.len() + file.body.len()).unwrap_or(u32::MAX))
             .time_to_live(CACHE_TTL)
             .build();
-        Ok(Self { root, cache })
+        Ok(Self { root, cache, content_security_policy: content_security_policy(token_service) })
     }
 
     /// The answer to `method path` (the URI's path, still percent-encoded; a query is ignored) given the
@@ -73,15 +84,17 @@ impl StaticFiles {
             "GET" => false,
             "HEAD" => true,
             _ => {
-                return secured(
+                return self.secured(
                     LocalResponse::error(405, "method_not_allowed", "use GET or HEAD").header("allow", "GET, HEAD"),
                 );
             }
         };
         let segments = match parse_request_path(path) {
             Ok(segments) => segments,
-            Err(PathRefusal::Invalid) => return secured(LocalResponse::error(400, "invalid_request", "invalid path")),
-            Err(PathRefusal::Hidden) => return not_found(),
+            Err(PathRefusal::Invalid) => {
+                return self.secured(LocalResponse::error(400, "invalid_request", "invalid path"));
+            }
+            Err(PathRefusal::Hidden) => return self.not_found(),
         };
         let key = if segments.is_empty() { INDEX.to_owned() } else { segments.join("/") };
         let file = match self.load(key).await {
@@ -90,11 +103,11 @@ impl StaticFiles {
             None if !segments.last().is_some_and(|last| has_extension(last)) => match self.load(INDEX.to_owned()).await
             {
                 Some(index) => index,
-                None => return not_found(),
+                None => return self.not_found(),
             },
-            None => return not_found(),
+            None => return self.not_found(),
         };
-        secured(file.response(head, if_none_match))
+        self.secured(file.response(head, if_none_match))
     }
 
     /// The file at `key` (a validated relative path), from the cache or from disk; `None` when there is no regular
@@ -108,6 +121,18 @@ impl StaticFiles {
             self.cache.insert(key, file.clone()).await;
         }
         Some(file)
+    }
+
+    fn not_found(&self) -> LocalResponse {
+        self.secured(LocalResponse::error(404, "not_found", "no such file"))
+    }
+
+    /// Adds the security headers every answer carries.
+    fn secured(&self, response: LocalResponse) -> LocalResponse {
+        SECURITY_HEADERS
+            .iter()
+            .fold(response, |response, (name, value)| response.header(name, *value))
+            .header("content-security-policy", self.content_security_policy.as_str())
     }
 
     async fn read(&self, key: &str) -> Option<File> {
@@ -218,15 +243,6 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
         || if_none_match.split(',').map(str::trim).any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-fn not_found() -> LocalResponse {
-    secured(LocalResponse::error(404, "not_found", "no such file"))
-}
-
-/// Adds the security headers every answer carries.
-fn secured(response: LocalResponse) -> LocalResponse {
-    SECURITY_HEADERS.iter().fold(response, |response, (name, value)| response.header(name, *value))
-}
-
 /// `None` for a missing file; other I/O errors (permissions, …) are logged once here and also answered 404.
 fn log_unexpected<T>(key: &str, error: std::io::Error) -> Option<T> {
     if !matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) {
@@ -259,8 +275,12 @@ mod tests {
         std::fs::write(dir.path().join("x"), "secret outside the root").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(dir.path().join("Cargo.toml"), root.join("escape.txt")).unwrap();
-        let files = StaticFiles::new(root).unwrap();
+        let files = StaticFiles::new(root, &token_service()).unwrap();
         Fixture { _dir: dir, files }
+    }
+
+    fn token_service() -> Url {
+        Url::parse("https://id.example.com/tenant/a").unwrap()
     }
 
     async fn get(fixture: &Fixture, path: &str) -> LocalResponse {
@@ -274,9 +294,9 @@ mod tests {
     #[test]
     fn new_refuses_a_missing_directory_and_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(StaticFiles::new(dir.path().join("missing")).is_err());
+        assert!(StaticFiles::new(dir.path().join("missing"), &token_service()).is_err());
         std::fs::write(dir.path().join("file"), "x").unwrap();
-        assert!(StaticFiles::new(dir.path().join("file")).is_err());
+        assert!(StaticFiles::new(dir.path().join("file"), &token_service()).is_err());
     }
 
     #[tokio::test]
@@ -389,7 +409,29 @@ mod tests {
             for (name, value) in SECURITY_HEADERS {
                 assert_eq!(response.header_value(name), Some(value), "{name} on {}", response.status);
             }
+            assert_eq!(
+                response.header_value("content-security-policy"),
+                Some(content_security_policy(&token_service()).as_str()),
+                "CSP on {}",
+                response.status
+            );
         }
+    }
+
+    /// The app frames only itself and the token service's origin (the silent-login iframe is redirected there);
+    /// nothing frames the app; everything else stays 'self'.
+    #[test]
+    fn csp_frames_only_self_and_the_token_services_origin() {
+        let csp = content_security_policy(&token_service());
+        let directive = |name: &str| {
+            csp.split(';').map(str::trim).find_map(|d| d.strip_prefix(name).map(str::trim)).map(str::to_owned)
+        };
+        assert_eq!(directive("default-src").as_deref(), Some("'self'"), "{csp}");
+        assert_eq!(directive("frame-src").as_deref(), Some("'self' https://id.example.com"), "{csp}");
+        assert_eq!(directive("frame-ancestors").as_deref(), Some("'none'"), "{csp}");
+        assert_eq!(directive("object-src").as_deref(), Some("'none'"), "{csp}");
+        let loopback = content_security_policy(&Url::parse("http://127.0.0.1:9000").unwrap());
+        assert!(loopback.contains("frame-src 'self' http://127.0.0.1:9000;"), "{loopback}");
     }
 
     #[tokio::test]

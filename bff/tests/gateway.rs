@@ -381,7 +381,11 @@ async fn static_frontend_is_served_with_security_headers() {
     let index = b.get(&h.gw("/"), &[]).await;
     assert_eq!(index.status, 200);
     assert!(index.body.contains("<html"), "{}", index.body);
-    assert!(index.header("content-security-policy").unwrap().contains("frame-ancestors"));
+    let csp = index.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // The silent-login iframe is redirected to the token service: the app may frame it, and nothing else.
+    let token_service = url::Url::parse(&h.issuer).unwrap().origin().ascii_serialization();
+    assert!(csp.contains(&format!("frame-src 'self' {token_service};")), "{csp}");
     assert_eq!(index.header("x-content-type-options"), Some("nosniff"));
     let deep = b.get(&h.gw("/some/client/route"), &[]).await;
     assert_eq!(deep.status, 200, "client-side routes fall back to index.html");
