@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo test -p gatehouse-bff --test catalogue_rp`.
 
+// `support` keeps its own copy private; this one serves `rp`.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../tests/support/ports.rs"]
 mod ports;
 #[path = "support/rp.rs"]
