@@ -187,6 +187,66 @@ async fn cs_op_b14_cs_f2_09_b15_b16_b22_b24_b25_b26_other_orders_and_optional_pa
 }
 
 #[tokio::test]
+async fn cs_op_b18_b19_b20_b21_prompt_none_and_max_age_keep_or_renew_auth_time() {
+    let h = Harness::new().await;
+    // B18: prompt=none without an IdP session: login_required, redirected with state and iss.
+    let reply = h.get(&authorize_uri("c1", "prompt=none&state=s-b18", &support::verifier()), None).await;
+    assert_redirected_error(&reply, CALLBACK, "login_required", Some("s-b18"), "B18");
+    let id_claims = |reply: Reply, verifier: gatehouse_proto::pkce::CodeVerifier| {
+        let h = &h;
+        async move {
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+            let code = reply.param("code").expect("a code");
+            let tokens = h.token_basic("c1", C1_SECRET, &code_form(&code, verifier.expose())).await.json();
+            jwt_parts(tokens["id_token"].as_str().unwrap()).1
+        }
+    };
+    let verifier = support::verifier();
+    let (reply, session) = h.login("c1", "", &verifier).await;
+    let first = id_claims(reply, verifier).await;
+    // B19: prompt=none with the session: a code at once, same sub and auth_time.
+    h.clock.advance(5);
+    let verifier = support::verifier();
+    let reply = h.get(&authorize_uri("c1", "prompt=none", &verifier), Some(&session)).await;
+    let second = id_claims(reply, verifier).await;
+    assert_eq!((&second["sub"], &second["auth_time"]), (&first["sub"], &first["auth_time"]), "B19");
+    // B21: max_age=15000 then 10000: no login, auth_time present and equal.
+    for max_age in [15000, 10000] {
+        let verifier = support::verifier();
+        let reply = h.get(&authorize_uri("c1", &format!("max_age={max_age}"), &verifier), Some(&session)).await;
+        let claims = id_claims(reply, verifier).await;
+        assert_eq!(claims["auth_time"], first["auth_time"], "B21 max_age={max_age}");
+    }
+    // B20: max_age=1 five seconds later: the login form, and a newer auth_time after it.
+    let verifier = support::verifier();
+    let page = h.get(&authorize_uri("c1", "max_age=1", &verifier), Some(&session)).await;
+    assert!(page.text().contains("name=\"password\""), "B20: re-authentication");
+    let claims = id_claims(submit_login(&h, &page).await, verifier).await;
+    assert!(claims["auth_time"].as_i64().unwrap() > first["auth_time"].as_i64().unwrap(), "B20: newer auth_time");
+}
+
+#[tokio::test]
+async fn cs_op_b30_an_authorization_request_by_post_completes() {
+    let h = Harness::new().await;
+    let verifier = support::verifier();
+    let challenge = CodeChallenge::s256(&verifier);
+    let form = [
+        ("response_type", "code"),
+        ("client_id", "c1"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid"),
+        ("state", "s-b30"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let page = h.post_form("/authorize", &form, &[]).await;
+    let reply = submit_login(&h, &page).await;
+    assert_eq!(reply.param("state").as_deref(), Some("s-b30"));
+    let tokens = h.token_basic("c1", C1_SECRET, &code_form(&reply.param("code").unwrap(), verifier.expose())).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+}
+
+#[tokio::test]
 async fn cs_op_b23_id_token_hint_with_prompt_none_returns_the_same_sub() {
     let h = Harness::new().await;
     let verifier = support::verifier();
