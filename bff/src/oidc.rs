@@ -311,7 +311,7 @@ impl OidcClient {
         // §3.1.3.7 (7): alg from the allow-list (never none/HS*).
         let header = jose::header(id_token, &settings.id_token_algs)?;
         id_token::check_typ(&header)?;
-        let jwk = self.signing_key(&header.kid).await?;
+        let jwk = self.key_for(header.kid.as_deref()).await?;
         let expected = id_token::Expected {
             issuer: &self.inner.issuer,
             client_id: &settings.client_id,
@@ -321,13 +321,29 @@ impl OidcClient {
         id_token::verify(id_token, &header, &jwk, &expected, now)
     }
 
+    /// Validates the ID token of a refresh response (OIDC Core §12.2): valid as at login (signature, `iss`,
+    /// `aud`, `azp`, times; no nonce is expected) and about the same user, `sub` equal to the session's. A
+    /// refresh answer that fails this is not used (catalogue CS-RP-22: never switch users).
+    pub async fn validate_refreshed_id_token(
+        &self,
+        id_token: &str,
+        session_sub: &str,
+        now: i64,
+    ) -> Result<IdTokenClaims, OidcError> {
+        let claims = self.validate_id_token(id_token, None, now).await?;
+        if !gatehouse_proto::secret::ct_eq(claims.sub.as_bytes(), session_sub.as_bytes()) {
+            return Err(OidcError::InvalidToken("sub differs from the session's".into()));
+        }
+        Ok(claims)
+    }
+
     /// Validates a back-channel logout token (Back-Channel Logout §2.6), including `jti` replay: a token is
     /// accepted once.
     pub async fn validate_logout_token(&self, token: &str, now: i64) -> Result<LogoutToken, OidcError> {
         let settings = &self.inner.settings;
         let header = jose::header(token, &settings.id_token_algs)?;
         logout_token::check_typ(&header)?;
-        let jwk = self.signing_key(&header.kid).await?;
+        let jwk = self.key_for(header.kid.as_deref()).await?;
         let expected = logout_token::Expected {
             issuer: &self.inner.issuer,
             client_id: &settings.client_id,
@@ -414,6 +430,33 @@ impl OidcClient {
             body.extend_from_slice(&chunk);
         }
         Ok((status, nonce, body))
+    }
+
+    /// The key that verifies a token with header `kid`. OIDC Core §10.1: `kid` may be left out only while the
+    /// JWK Set holds a single key; then that key is used (it must still fit the header's `alg`).
+    async fn key_for(&self, kid: Option<&str>) -> Result<Jwk, OidcError> {
+        match kid {
+            Some(kid) => self.signing_key(kid).await,
+            None => match self.jwk_set().await?.keys.as_slice() {
+                [only] => Ok(only.clone()),
+                _ => Err(OidcError::InvalidToken("no kid, and the JWK Set has several keys".into())),
+            },
+        }
+    }
+
+    /// The JWK Set, from the cache while younger than `metadata_ttl`, else fetched (once for concurrent callers).
+    async fn jwk_set(&self) -> Result<Arc<JwkSet>, OidcError> {
+        let ttl = self.inner.settings.metadata_ttl;
+        if let Some(set) = fresh(&self.inner.jwks, ttl) {
+            return Ok(set);
+        }
+        let _single_flight = self.inner.jwks_fetch.lock().await;
+        if let Some(set) = fresh(&self.inner.jwks, ttl) {
+            return Ok(set);
+        }
+        let set = Arc::new(self.fetch_jwks().await?);
+        *write(&self.inner.jwks) = Some(Fetched { value: set.clone(), at: Instant::now() });
+        Ok(set)
     }
 
     /// The token service's signing key `kid`. The JWKS is refetched when older than `metadata_ttl`, or when

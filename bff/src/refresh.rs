@@ -261,7 +261,25 @@ impl Refresher {
     ) -> Result<TokenResponse, GrantError> {
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         match oidc.refresh_for(refresh_token, key, resource).await {
-            Ok(response) => Ok(response),
+            Ok(response) => {
+                // OIDC Core §12.2: a refreshed ID token must be valid and about the session's user; otherwise the
+                // answer is not used and the session ends (never switch users: catalogue CS-RP-22).
+                if let Some(id_token) = &response.id_token {
+                    match oidc.validate_refreshed_id_token(id_token, &current.sub, now).await {
+                        Ok(_) => {}
+                        Err(OidcError::Unavailable(e)) => {
+                            tracing::warn!(error = %e, "refresh: cannot verify the new ID token now");
+                            return Err(GrantError::Unavailable(e));
+                        }
+                        Err(e) => {
+                            tracing::warn!(sub = %current.sub, error = %e, "refresh answer refused: session ended");
+                            let _ = sessions.end(current, now).await;
+                            return Err(GrantError::Refused("invalid_id_token".to_owned()));
+                        }
+                    }
+                }
+                Ok(response)
+            }
             Err(OidcError::Refused { error, .. }) => {
                 if resource.is_none() || (error != "invalid_target" && error != "invalid_scope") {
                     tracing::info!(sub = %current.sub, %error, "refresh refused: session ended");

@@ -79,6 +79,11 @@ pub fn validate(params: &Params, client: Option<&ClientRecord>) -> Result<Author
     if params.contains("request") {
         return Err(redirect(ErrorCode::RequestNotSupported, "request objects are not supported"));
     }
+    // OIDC Core §6.2: request objects by reference are not supported either (never fetched: catalogue
+    // EP-DCR05); a `request_uri` of a pushed request (RFC 9126) never reaches this function.
+    if params.contains("request_uri") {
+        return Err(redirect(ErrorCode::RequestUriNotSupported, "request_uri is supported for pushed requests only"));
+    }
     // RFC 6749 §4.1.1: response_type=code is the only flow.
     match params.get("response_type") {
         None => return Err(redirect(ErrorCode::InvalidRequest, "response_type is required")),
@@ -337,6 +342,10 @@ mod tests {
         assert_eq!(redirected_error(&query("&prompt=none%20login")), ErrorCode::InvalidRequest);
         assert_eq!(redirected_error(&query("&max_age=-1")), ErrorCode::InvalidRequest);
         assert_eq!(redirected_error(&query("&request=eyJ")), ErrorCode::RequestNotSupported);
+        assert_eq!(
+            redirected_error(&query("&request_uri=https%3A%2F%2Fapp.example.com%2Fro")),
+            ErrorCode::RequestUriNotSupported
+        );
         assert_eq!(redirected_error(&query("&response_mode=fragment")), ErrorCode::InvalidRequest);
         assert_eq!(run(&query("&prompt=login")).unwrap().prompt, Prompt::Login);
         assert_eq!(run(&query("&prompt=none")).unwrap().prompt, Prompt::None);

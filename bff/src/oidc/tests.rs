@@ -232,6 +232,32 @@ async fn unknown_kid_is_refused() {
     refused(f.id(&token, Some("n-1")).await, "unknown kid");
 }
 
+/// OIDC Core §10.1 (catalogue CS-RP-19/20): a token without `kid` is verified with the only published key; once
+/// the JWK Set holds several keys a `kid` is required.
+#[tokio::test]
+async fn kid_may_be_left_out_only_while_a_single_key_is_published() {
+    let f = fixture();
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some("JWT".into());
+    let key = EncodingKey::from_ec_der(f.signer.pkcs8());
+    let token = jsonwebtoken::encode(&header, &id_claims(), &key).unwrap();
+    assert_eq!(f.id(&token, Some("n-1")).await.unwrap().sub, "alice");
+    // The same token, with a second key published.
+    let mut first = f.signer.jwk().clone();
+    first.kid = Some(KID.into());
+    let mut second = DpopKey::generate().unwrap().jwk().clone();
+    second.kid = Some("k2".into());
+    let metadata: ProviderMetadata = serde_json::from_value(json!({
+        "issuer": ISSUER,
+        "authorization_endpoint": "https://id.test/authorize",
+        "token_endpoint": "https://id.test/token",
+        "jwks_uri": "https://id.test/jwks",
+    }))
+    .unwrap();
+    let two = OidcClient::preloaded(settings(), metadata, JwkSet { keys: vec![first, second] });
+    refused(two.validate_id_token(&token, Some("n-1"), NOW).await, "no kid");
+}
+
 /// §3.1.3.7 (6): a tampered payload or a signature by another key fails.
 #[tokio::test]
 async fn tampered_signature_is_refused() {

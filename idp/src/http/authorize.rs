@@ -52,11 +52,14 @@ async fn authorize(state: &Inner, headers: &HeaderMap, raw: &[u8]) -> Response {
     };
     let request = match params.get("request_uri") {
         // RFC 9126 §4: a pushed request, taken once; nothing in the query may change it.
-        Some(request_uri) => match pushed_request(state, &params, request_uri, client.as_ref()).await {
-            Ok(request) => request,
-            Err(response) => return response,
-        },
-        None => {
+        Some(request_uri) if request_uri.starts_with(super::par::REQUEST_URI_PREFIX) => {
+            match pushed_request(state, &params, request_uri, client.as_ref()).await {
+                Ok(request) => request,
+                Err(response) => return response,
+            }
+        }
+        // Anything else (a request object by reference, OIDC Core §6.2) is refused by `validate`.
+        _ => {
             let request = match authorize::validate(&params, client.as_ref()) {
                 Ok(request) => request,
                 Err(error) => return authorize_error(state, error),
@@ -177,6 +180,9 @@ pub struct LoginForm {
     csrf: String,
     #[serde(default)]
     request: String,
+    /// Set by the form's "Cancel" button: the user declines to sign in.
+    #[serde(default)]
+    cancel: String,
 }
 
 /// POST /login: checks CSRF and the pending request, throttles, verifies the password, starts the IdP
@@ -205,6 +211,25 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, extensions
     if !csrf_ok {
         return pages::error_page(StatusCode::BAD_REQUEST, "The sign-in form could not be verified.");
     }
+    // The user declined (OIDC Core §3.1.2.6 `access_denied`): back to the client with `state` and `iss`, nothing
+    // issued, no session started.
+    if !form.cancel.is_empty() {
+        match still_registered(&state, &ticket.request).await {
+            Ok(true) => {}
+            Ok(false) => return pages::error_page(StatusCode::BAD_REQUEST, "The application is no longer registered."),
+            Err(error) => return store_failure_page(error),
+        }
+        tracing::info!(client_id = %ticket.request.client_id, "sign-in cancelled by the user");
+        return authorize_error(
+            &state,
+            AuthorizeError::Redirect {
+                redirect_uri: ticket.request.redirect_uri.clone(),
+                state: ticket.request.state.clone(),
+                error: ErrorCode::AccessDenied,
+                description: "the user cancelled the sign-in",
+            },
+        );
+    }
     let username = form.username.trim().to_owned();
     let ip = client_ip(&extensions);
     let retry = |status, message| {
@@ -227,9 +252,9 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, extensions
     };
     state.throttle.record_success(&username);
     // The client may have changed since the form was shown: validate again before issuing anything.
-    match state.store.clients.client(&ticket.request.client_id).await {
-        Ok(Some(client)) if client.redirect_uris.contains(&ticket.request.redirect_uri) => {}
-        Ok(_) => return pages::error_page(StatusCode::BAD_REQUEST, "The application is no longer registered."),
+    match still_registered(&state, &ticket.request).await {
+        Ok(true) => {}
+        Ok(false) => return pages::error_page(StatusCode::BAD_REQUEST, "The application is no longer registered."),
         Err(error) => return store_failure_page(error),
     }
     let session = IdpSessionRecord {
@@ -254,6 +279,12 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, extensions
         cookies::set(&state, &cookies::name(&state, cookies::CSRF), "", SameSite::Strict, Some(0)),
     ];
     redirect(&location, &cookies)
+}
+
+/// Whether the request's client still exists with the request's redirect URI registered.
+async fn still_registered(state: &Inner, request: &AuthorizeRequest) -> Result<bool, crate::store::StoreError> {
+    let client = state.store.clients.client(&request.client_id).await?;
+    Ok(client.is_some_and(|c| c.redirect_uris.contains(&request.redirect_uri)))
 }
 
 async fn verify_user(
