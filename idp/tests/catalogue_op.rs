@@ -646,6 +646,14 @@ async fn cs_f2_19_par_without_redirect_uri_uses_the_only_registered_one() {
     assert!(reply.location().as_str().starts_with(CALLBACK));
     let tokens = h.token_basic("c1", C1_SECRET, &code_form(&reply.param("code").unwrap(), verifier.expose())).await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    // RFC 6749 §4.1.3: the request named no redirect_uri, so the token request may leave it out too.
+    let verifier = support::verifier();
+    let reply =
+        par_login(&h, "c1", &par_form(&verifier, &[("redirect_uri", "")]), &[("authorization", &c1_auth())]).await;
+    let code = reply.param("code").unwrap();
+    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("code_verifier", verifier.expose())];
+    let tokens = h.token_basic("c1", C1_SECRET, &form).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
     // With two registered URIs there is no default: invalid_request at PAR.
     edit_client(&h, "c2", |c| c.redirect_uris.push("https://app.test/other".into())).await;
     let form = par_form(&verifier, &[("redirect_uri", "")]);

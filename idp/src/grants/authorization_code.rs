@@ -21,8 +21,7 @@ pub async fn exchange(
     now: Epoch,
 ) -> Result<TokenResponse, OAuthError> {
     let code = params.get("code").ok_or(OAuthError::new(ErrorCode::InvalidRequest, "code is required"))?;
-    let redirect_uri =
-        params.get("redirect_uri").ok_or(OAuthError::new(ErrorCode::InvalidRequest, "redirect_uri is required"))?;
+    let redirect_uri = params.get("redirect_uri");
     // RFC 7636 §4.5: the verifier is required; a syntactically invalid one can never match.
     let verifier =
         params.get("code_verifier").ok_or(OAuthError::new(ErrorCode::InvalidGrant, "code_verifier is required"))?;
@@ -42,7 +41,9 @@ pub async fn exchange(
         CodeOutcome::Missing => return Err(INVALID_GRANT),
     };
     // RFC 6749 §4.1.3: issued to this client, for this redirect URI (exact match).
-    if record.client_id != client.client_id || record.redirect_uri != redirect_uri {
+    if record.client_id != client.client_id
+        || !redirect_uri_matches(redirect_uri, &record.redirect_uri, &client.redirect_uris)
+    {
         return Err(INVALID_GRANT);
     }
     // RFC 7636 §4.6: S256(verifier) == challenge.
@@ -77,4 +78,40 @@ pub async fn exchange(
         now,
     )
     .await
+}
+
+/// RFC 6749 §4.1.3: `redirect_uri` is required when the authorization request named it, and then identical. An
+/// authorization request may omit it only when the client has exactly one registered (OAUTH-RU07, PAR without
+/// `redirect_uri`); the code can then only have travelled to that one URI, so a token request may omit it too —
+/// the code record does not keep whether it was sent, and this is the case where that makes no difference.
+fn redirect_uri_matches(sent: Option<&str>, issued_for: &str, registered: &[String]) -> bool {
+    match sent {
+        Some(sent) => sent == issued_for,
+        None => matches!(registered, [only] if only == issued_for),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_uri_matches;
+
+    fn uris(uris: &[&str]) -> Vec<String> {
+        uris.iter().map(|u| (*u).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_sent_redirect_uri_must_be_identical() {
+        let one = uris(&["https://app.test/cb"]);
+        assert!(redirect_uri_matches(Some("https://app.test/cb"), "https://app.test/cb", &one));
+        assert!(!redirect_uri_matches(Some("https://app.test/cb/"), "https://app.test/cb", &one));
+        assert!(!redirect_uri_matches(Some(""), "https://app.test/cb", &one));
+    }
+
+    #[test]
+    fn an_omitted_redirect_uri_is_allowed_only_with_a_single_registered_one() {
+        assert!(redirect_uri_matches(None, "https://app.test/cb", &uris(&["https://app.test/cb"])));
+        let two = uris(&["https://app.test/cb", "https://app.test/other"]);
+        assert!(!redirect_uri_matches(None, "https://app.test/cb", &two));
+        assert!(!redirect_uri_matches(None, "https://app.test/cb", &uris(&["https://app.test/new"])));
+    }
 }
