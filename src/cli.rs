@@ -49,12 +49,15 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the token service (the gateway joins it once it exists) until SIGINT or SIGTERM.
+    /// Run the token service, the gateway and the demo API (as configured) until SIGINT or SIGTERM.
     #[command(
-        long_about = "Run the token service until SIGINT or SIGTERM.\n\n\
+        long_about = "Run the token service, the gateway ([bff]) and the demo API ([demo_api]), as configured, until \
+SIGINT or SIGTERM.\n\n\
 Loads and validates the configuration (every problem is listed; exit 2), binds idp.listen (a port in use is exit 1), \
 opens the store, creates the master key file when none is configured and it does not exist yet, seeds the users \
-and clients the file declares, then serves. It prints where it listens, the issuer and the discovery URL.",
+and clients the file declares, then serves. It prints where it listens, the issuer and the discovery URL. \
+With idp.enabled = false the token service is left to another process. SIGHUP re-reads the gateway's cookie keys \
+(bff.cookie.keys, keys_file) and switches to them without a restart.",
         after_help = concat!(
             "Examples:\n",
             "  gatehouse serve\n",

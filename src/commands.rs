@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     crate::telemetry::init(&config.log);
     match cli.command {
-        Command::Serve => crate::serve::serve(config).await,
+        Command::Serve => crate::serve::serve(config, &path).await,
         Command::Config(ConfigCommand::Check) => ExitCode::SUCCESS,
         Command::Users(command) => users(&config, command).await,
         Command::Clients(command) => clients(&config, command).await,

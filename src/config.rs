@@ -65,6 +65,9 @@ pub struct DemoApiConfig {
 /// The token service's part of the file.
 #[derive(Debug)]
 pub struct IdpConfig {
+    /// `serve` runs the token service (`idp.enabled`, default true). Off, the process runs only the gateway and
+    /// the demo API, which still use `issuer` (and the gateway `data_dir`); admin commands ignore it.
+    pub enabled: bool,
     pub issuer: Url,
     pub listen: SocketAddr,
     /// Absolute; holds the embedded store and the default master key file.
@@ -195,6 +198,40 @@ pub fn load(path: &Path, env: &[(String, String)]) -> Result<Config, Vec<Problem
     let directory = path.parent().unwrap_or(Path::new(""));
     let directory = std::path::absolute(directory).unwrap_or_else(|_| directory.to_path_buf());
     parse(&text, &directory, env)
+}
+
+/// The cookie keys the file at `path` (with the overrides in `env`) sets now, newest first, for a running gateway
+/// to switch to (`serve` calls this on SIGHUP): `bff.cookie.keys`, then `bff.cookie.keys_file`. `None` when it sets
+/// none (the running gateway then keeps its keys). Only the keys are re-read, but a file with any syntax, type or
+/// unknown-key problem is refused as a whole, as `serve` would refuse it.
+pub fn load_cookie_keys(
+    path: &Path,
+    env: &[(String, String)],
+) -> Result<Option<Vec<gatehouse_bff::settings::CookieKey>>, Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem::new(path.display().to_string(), format!("cannot read the configuration file: {e}"))]
+    })?;
+    let directory = path.parent().unwrap_or(Path::new(""));
+    let base = std::path::absolute(directory).unwrap_or_else(|_| directory.to_path_buf());
+    let mut tree: toml::Table = text.parse().map_err(|error| vec![syntax_problem(&text, &error)])?;
+    let (_, mut problems) = env::overlay(&mut tree, env);
+    let deserialized = raw::deserialize(tree);
+    problems.extend(deserialized.unknown_keys.into_iter().map(unknown_key));
+    problems.extend(deserialized.type_errors.into_iter().map(|(key, message)| Problem::new(key, message)));
+    let bff = match deserialized.raw.and_then(|raw| raw.bff) {
+        Some(bff) if bff.enabled != Some(false) => bff,
+        _ => {
+            problems.push(Problem::new("bff", "the gateway is not configured in this file (any more)"));
+            return Err(problems);
+        }
+    };
+    let mut found = validate::Problems::default();
+    let keys = gateway::cookie_keys(&mut found, bff.cookie.keys, bff.cookie.keys_file, &base);
+    problems.extend(found.0);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok((!keys.is_empty()).then_some(keys))
 }
 
 /// Parses configuration text; relative paths are resolved against `base` (the file's directory).
@@ -754,5 +791,62 @@ password = "short"
             let problems = methods(bad).unwrap_err();
             assert!(problem(&problems, "bff.routes[0].methods[0]").hint.is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_token_service_runs_by_default_and_can_be_left_to_another_process() {
+        assert!(demo_with(&[]).unwrap().idp.enabled);
+        let gateway_only = demo_with(&[("GATEHOUSE_IDP__ENABLED", "false")]).unwrap();
+        assert!(!gateway_only.idp.enabled);
+        assert!(gateway_only.bff.is_some() && gateway_only.demo_api.is_some());
+        let problems = demo_with(&[
+            ("GATEHOUSE_IDP__ENABLED", "false"),
+            ("GATEHOUSE_BFF__ENABLED", "false"),
+            ("GATEHOUSE_DEMO_API__ENABLED", "false"),
+        ])
+        .unwrap_err();
+        let nothing = problem(&problems, "idp.enabled");
+        assert_eq!(nothing.env.as_deref(), Some("GATEHOUSE_IDP__ENABLED"));
+        assert!(nothing.message.contains("nothing"), "{nothing}");
+        let mistyped = demo_with(&[("GATEHOUSE_IDP__ENABLED", "\"no\"")]).unwrap_err();
+        assert_eq!(keys(&mistyped), ["idp.enabled"]);
+    }
+
+    #[test]
+    fn cookie_keys_are_read_again_from_the_file_the_key_file_and_the_environment() {
+        let dir = config_dir();
+        let file = dir.path().join("config/gatehouse.toml");
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        let key = |id: &str, byte: u8| format!("{id}:{}", b64::encode([byte; 32]));
+        let write =
+            |extra: &str| std::fs::write(&file, DEMO.replace("# keys = [\"k2:...\", \"k1:...\"]", extra)).unwrap();
+        let ids = |keys: Vec<gatehouse_bff::settings::CookieKey>| -> Vec<(String, u8)> {
+            keys.into_iter().map(|k| (k.id, k.key[0])).collect()
+        };
+
+        // None set: nothing to switch to.
+        write("");
+        assert!(load_cookie_keys(&file, &[]).unwrap().is_none());
+        // The file's list, then the key file's lines (relative to the file's directory), newest first.
+        std::fs::write(dir.path().join("config/cookie.keys"), format!("# rotated weekly\n{}\n\n", key("k1", 1)))
+            .unwrap();
+        write(&format!("keys = [\"{}\"]\nkeys_file = \"cookie.keys\"", key("k2", 2)));
+        let loaded = load_cookie_keys(&file, &[]).unwrap().unwrap();
+        assert_eq!(ids(loaded), [("k2".to_owned(), 2), ("k1".to_owned(), 1)]);
+        // The environment overrides the file, as at start.
+        let overridden = env(&[("GATEHOUSE_BFF__COOKIE__KEYS", &format!("[\"{}\"]", key("k3", 3)))]);
+        assert_eq!(ids(load_cookie_keys(&file, &overridden).unwrap().unwrap())[0], ("k3".to_owned(), 3));
+
+        // A bad key, a syntax error, an unknown key or a missing gateway: problems, never keys.
+        write("keys = [\"k2:short\"]");
+        assert_eq!(keys(&load_cookie_keys(&file, &[]).unwrap_err()), ["bff.cookie.keys[0]"]);
+        write(&format!("keys = [\"{}\"", key("k2", 2)));
+        assert_eq!(keys(&load_cookie_keys(&file, &[]).unwrap_err()), ["(file)"]);
+        write(&format!("keys = [\"{}\"]\nkey_rotation = true", key("k2", 2)));
+        assert_eq!(keys(&load_cookie_keys(&file, &[]).unwrap_err()), ["bff.cookie.key_rotation"]);
+        write(&format!("keys = [\"{}\"]", key("k2", 2)));
+        let off = env(&[("GATEHOUSE_BFF__ENABLED", "false")]);
+        assert_eq!(keys(&load_cookie_keys(&file, &off).unwrap_err()), ["bff"]);
+        assert!(load_cookie_keys(&dir.path().join("missing.toml"), &[]).is_err());
     }
 }

@@ -1,9 +1,13 @@
 //! `gatehouse serve`: binds the listener (a port in use is a clear one-line error, not a retry loop), reads or
 //! creates the master key, opens the store, seeds what the configuration file declares, says where it listens,
-//! and runs until SIGINT or SIGTERM.
+//! and runs until SIGINT or SIGTERM. With `idp.enabled = false` it runs only the gateway (and the demo API), so
+//! the token service can run, stop and restart in a process of its own. SIGHUP re-reads the gateway's cookie
+//! keys (`reload_cookie_keys`).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use gatehouse_idp::settings::SeedPassword;
 use tokio::net::TcpListener;
@@ -12,33 +16,45 @@ use url::Url;
 use crate::commands::{master_key, now, open_store, runtime_error};
 use crate::config::{Config, IdpConfig};
 
-pub async fn serve(config: Config) -> ExitCode {
+pub async fn serve(config: Config, path: &Path) -> ExitCode {
     let Config { idp, bff, demo_api, notes, .. } = config;
     for note in &notes {
         tracing::warn!("{note}");
     }
 
-    // 0. Signal handlers before anything listens (see `shutdown_signal`).
+    // 0. Signal handlers before anything listens (see `shutdown_signal`); SIGHUP's default action would end the
+    //    process, so its handler is installed as early.
     let shutdown = shutdown_signal();
+    let hangups = hangup_signal();
 
     // 1. Bind first, so a port in use fails at once, before any slow start-up work.
-    let listener = match bind(idp.listen, "idp.listen").await {
-        Ok(listener) => listener,
-        Err(code) => return code,
+    let listener = if idp.enabled {
+        match bind(idp.listen, "idp.listen").await {
+            Ok(listener) => Some(listener),
+            Err(code) => return code,
+        }
+    } else {
+        None
     };
 
-    // 2. The store and what the file declares in it.
-    let master_key = match master_key(&idp) {
-        Ok(key) => key,
-        Err(code) => return code,
+    // 2. The store and what the file declares in it (the token service's; nothing when it is off).
+    let token_service = match listener {
+        Some(listener) => {
+            let master_key = match master_key(&idp) {
+                Ok(key) => key,
+                Err(code) => return code,
+            };
+            let store = match open_store(&idp).await {
+                Ok(store) => store,
+                Err(code) => return code,
+            };
+            if let Err(e) = gatehouse_idp::admin::seed(&store, &idp.seed_users(), &idp.clients, now()).await {
+                return runtime_error(format!("cannot seed the users and clients from the configuration file: {e}"));
+            }
+            Some((listener, master_key, store))
+        }
+        None => None,
     };
-    let store = match open_store(&idp).await {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    if let Err(e) = gatehouse_idp::admin::seed(&store, &idp.seed_users(), &idp.clients, now()).await {
-        return runtime_error(format!("cannot seed the users and clients from the configuration file: {e}"));
-    }
 
     // 3. The demo API and the gateway, when configured. The gateway talks HTTP to the token service (never in
     //    process), so the two could as well run on different machines.
@@ -63,8 +79,13 @@ pub async fn serve(config: Config) -> ExitCode {
         },
         None => None,
     };
+    reload_cookie_keys(hangups, gateway.as_ref().map(|g| g.gateway.clone()), path.to_owned());
 
-    announce(&idp);
+    if token_service.is_some() {
+        announce(&idp);
+    } else {
+        println!("gatehouse token service not run here (idp.enabled = false); issuer {}", idp.issuer_text());
+    }
     if let Some(gateway) = &gateway {
         let settings = &gateway.gateway.settings;
         if let Some(listen) = settings.listen {
@@ -84,8 +105,16 @@ pub async fn serve(config: Config) -> ExitCode {
         }
         tracing::info!(origin = %settings.public_origin, "gateway listening");
     }
-    let settings = idp.settings(master_key);
-    let result = gatehouse_idp::run(settings, store, listener, shutdown).await;
+    let result = match token_service {
+        Some((listener, master_key, store)) => {
+            let settings = idp.settings(master_key);
+            gatehouse_idp::run(settings, store, listener, shutdown).await
+        }
+        None => {
+            shutdown.await;
+            Ok(())
+        }
+    };
     if let Some(gateway) = gateway {
         gateway.stop_async().await;
     }
@@ -97,6 +126,82 @@ pub async fn serve(config: Config) -> ExitCode {
         Err(e) => runtime_error(format!("the token service stopped with an error: {e:#}")),
     }
 }
+
+/// On each SIGHUP: re-reads the cookie keys from the configuration file (and the environment) and swaps them into
+/// the running gateway (`Gateway::replace_cookie_keys`), without dropping a connection. A file that does not load,
+/// sets no keys, or sets an invalid key list changes nothing; every outcome is logged (key ids only).
+fn reload_cookie_keys(hangups: Hangups, gateway: Option<Arc<gatehouse_bff::Gateway>>, path: PathBuf) {
+    #[cfg(unix)]
+    {
+        let Some(mut hangups) = hangups else { return };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(gateway) = &gateway else {
+                    tracing::info!("SIGHUP received: no gateway runs here, nothing to reload");
+                    continue;
+                };
+                let loaded = crate::config::process_env().and_then(|env| crate::config::load_cookie_keys(&path, &env));
+                let keys = match loaded {
+                    Ok(Some(keys)) => keys,
+                    Ok(None) => {
+                        tracing::warn!(
+                            "SIGHUP received: bff.cookie.keys and keys_file are not set; keeping the current cookie keys"
+                        );
+                        continue;
+                    }
+                    Err(problems) => {
+                        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                        tracing::error!(
+                            file = %path.display(),
+                            problems = %problems.join("; "),
+                            "SIGHUP received: the configuration does not load; keeping the current cookie keys"
+                        );
+                        continue;
+                    }
+                };
+                match gateway.replace_cookie_keys(&keys) {
+                    Ok(replaced) => {
+                        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+                        tracing::info!(
+                            keys = %ids.join(","),
+                            sealing = %replaced.sealing_now,
+                            retired = %replaced.retired.join(","),
+                            "SIGHUP received: cookie keys reloaded"
+                        );
+                        if replaced.retired.contains(&replaced.sealing_before) {
+                            tracing::warn!(
+                                key = %replaced.sealing_before,
+                                "the key that sealed until now was removed: sessions sealed under it have ended"
+                            );
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "SIGHUP received: invalid cookie keys; keeping the current ones")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (hangups, gateway, path);
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// The SIGHUP stream, installed now (without a handler the signal would end the process).
+#[cfg(unix)]
+fn hangup_signal() -> Hangups {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP: cookie keys cannot be reloaded"))
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangups {}
 
 /// Builds the gateway's state (routes resolved, frontend checked) and starts its listeners.
 async fn start_gateway(settings: gatehouse_bff::BffSettings) -> anyhow::Result<gatehouse_bff::RunningGateway> {

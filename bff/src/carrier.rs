@@ -119,7 +119,7 @@ impl Gateway {
                     self.sessions.remove(&id).await?;
                     return dead(present);
                 }
-                let reseal = key_id != self.ring.current_id();
+                let reseal = key_id != self.ring().current_id();
                 Ok(Carried { session: Some(session), present, reseal, sealed: None })
             }
             SessionCarrier::Cookie(carrier) => {
@@ -127,7 +127,7 @@ impl Gateway {
                 let name = self.cookie_name();
                 let present = chunks::present(name, &pairs);
                 let dead = |present| Ok(Carried { present, ..Carried::default() });
-                let plaintext = match chunks::open(&self.ring, name, &pairs) {
+                let plaintext = match chunks::open(&self.ring(), name, &pairs) {
                     Ok(Some(plaintext)) => plaintext,
                     Ok(None) => return dead(present),
                     Err(e) => {
@@ -152,7 +152,7 @@ impl Gateway {
                     .iter()
                     .find(|(n, _)| n == name)
                     .and_then(|(_, value)| value.split_once('.'))
-                    .is_some_and(|(key_id, _)| key_id != self.ring.current_id());
+                    .is_some_and(|(key_id, _)| key_id != self.ring().current_id());
                 Ok(Carried { session: Some(current), present, sealed: Some(sealed), reseal })
             }
         }
@@ -189,10 +189,10 @@ impl Gateway {
                 // Past the chunk limit (large tokens), the per-resource tokens are left out (they are fetched
                 // again when needed): the rotated refresh token must reach the browser, or the next refresh after
                 // `latest` forgets it would present a spent one and the token service would revoke the grant.
-                let sealed = chunks::seal(&self.ring, name, &encode_session(session)).or_else(|_| {
+                let sealed = chunks::seal(&self.ring(), name, &encode_session(session)).or_else(|_| {
                     let mut lean = session.clone();
                     lean.tokens.resources.clear();
-                    chunks::seal(&self.ring, name, &encode_session(&lean))
+                    chunks::seal(&self.ring(), name, &encode_session(&lean))
                 });
                 match sealed {
                     Ok(values) => chunks::set_cookies(name, &values, self.settings.cookie.same_site, &carried.present),
@@ -226,8 +226,8 @@ impl Gateway {
             }
             SessionCarrier::Cookie(_) => {
                 let name = self.cookie_name();
-                let values =
-                    chunks::seal(&self.ring, name, &encode_session(&session)).map_err(|_| EstablishError::TooLarge)?;
+                let values = chunks::seal(&self.ring(), name, &encode_session(&session))
+                    .map_err(|_| EstablishError::TooLarge)?;
                 // The callback is a cross-site navigation from the token service: a `SameSite=Strict` cookie is
                 // not sent with it, so the chunks an earlier session left cannot be seen. Delete every index the
                 // new set does not use (CRYPT-21), or a stale `.1` would spoil the new set.

@@ -149,13 +149,13 @@ async fn login(gw: &Gateway, req: &Request<'_>, silent: bool, now: i64) -> Local
         }
     };
     let mut response = LocalResponse::redirect(location.as_str());
-    for stale in transaction::stale_on_login(&gw.ring, &req.cookies(), now) {
+    for stale in transaction::stale_on_login(&gw.ring(), &req.cookies(), now) {
         response = response.header("set-cookie", cookies::clear(&stale));
     }
     let name = LoginTransaction::cookie_name(&tx.state);
     response.header(
         "set-cookie",
-        cookies::set(&name, &tx.seal(&gw.ring), crate::settings::SameSite::Lax, Some(transaction::MAX_AGE_SECONDS)),
+        cookies::set(&name, &tx.seal(&gw.ring()), crate::settings::SameSite::Lax, Some(transaction::MAX_AGE_SECONDS)),
     )
 }
 
@@ -193,7 +193,7 @@ async fn callback(gw: &Gateway, req: &Request<'_>, now: i64) -> LocalResponse {
     };
     let tx_name = LoginTransaction::cookie_name(&state);
     let sealed = req.cookies().into_iter().find(|(n, _)| *n == tx_name).map(|(_, v)| v);
-    let Some(tx) = sealed.and_then(|v| LoginTransaction::open(&gw.ring, &state, &v, now)) else {
+    let Some(tx) = sealed.and_then(|v| LoginTransaction::open(&gw.ring(), &state, &v, now)) else {
         tracing::info!("callback refused: no login transaction for this state");
         return error_page(400, "Login failed", "This login is unknown or has expired. Start again.");
     };

@@ -18,6 +18,7 @@
 
 pub mod carrier;
 pub mod chunks;
+pub mod cookie_keys;
 pub mod cookies;
 pub mod ended;
 pub mod endpoints;

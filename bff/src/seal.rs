@@ -78,6 +78,11 @@ impl KeyRing {
         &self.keys[0].id
     }
 
+    /// Every key id, newest first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.id.as_str())
+    }
+
     /// The length of `seal(_, plaintext)` for a plaintext of `plaintext_len` bytes under the current key (callers
     /// that split sealed values decide how many pieces before sealing).
     pub fn sealed_len(&self, plaintext_len: usize) -> usize {

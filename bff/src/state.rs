@@ -8,11 +8,12 @@ use gatehouse_proto::dpop_key::DpopKey;
 use http::HeaderMap;
 
 use crate::carrier::SessionCarrier;
+use crate::cookie_keys::{CookieKeys, Replaced};
 use crate::cookies;
 use crate::oidc::OidcClient;
 use crate::refresh::Refresher;
 use crate::routes::Routes;
-use crate::seal::KeyRing;
+use crate::seal::{KeyRing, KeyRingError};
 use crate::session::{
     CachedSessionStore, Lifetimes, MemorySessionStore, Session, SessionStore, SqliteSessionStore, StoreError,
 };
@@ -21,7 +22,8 @@ use crate::static_files::StaticFiles;
 
 pub struct Gateway {
     pub settings: BffSettings,
-    pub ring: KeyRing,
+    /// The cookie key ring (`ring()` for the current one); shared with the session store, replaced on reload.
+    pub cookie_keys: Arc<CookieKeys>,
     pub sessions: Arc<dyn SessionStore>,
     /// The session mode: where session state travels (`carrier`).
     pub carrier: SessionCarrier,
@@ -69,8 +71,8 @@ fn dev_server_route(upstream: &url::Url) -> RouteSettings {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The store `settings.session.store` names: process memory, or the SQLite file with the cache in front (its
-/// bodies sealed with the cookie keys; expired rows swept every `SWEEP_INTERVAL`).
-async fn open_session_store(settings: &BffSettings) -> anyhow::Result<Arc<dyn SessionStore>> {
+/// bodies sealed with the gateway's cookie keys `keys`; expired rows swept every `SWEEP_INTERVAL`).
+async fn open_session_store(settings: &BffSettings, keys: &Arc<CookieKeys>) -> anyhow::Result<Arc<dyn SessionStore>> {
     let session = &settings.session;
     // Cookie mode keeps no session server-side: no database file to open.
     let store = if session.mode == SessionMode::Cookie { &SessionStoreSettings::Memory } else { &session.store };
@@ -81,9 +83,8 @@ async fn open_session_store(settings: &BffSettings) -> anyhow::Result<Arc<dyn Se
                 idle: session.idle_timeout.as_secs() as i64,
                 absolute: session.absolute_lifetime.as_secs() as i64,
             };
-            let ring = KeyRing::new(&settings.cookie.keys)?;
             let durable = Arc::new(
-                SqliteSessionStore::open(path, ring, lifetimes)
+                SqliteSessionStore::open(path, keys.clone(), lifetimes)
                     .await
                     .map_err(|e| anyhow::anyhow!("session store {}: {e}", path.display()))?,
             );
@@ -100,12 +101,22 @@ pub const SLIDE_GRANULARITY: i64 = 30;
 impl Gateway {
     /// Builds the state: key ring, the configured session store, routes (DNS resolved here), frontend.
     pub async fn new(settings: BffSettings) -> anyhow::Result<Self> {
-        let sessions = open_session_store(&settings).await?;
-        Self::with_store(settings, sessions).await
+        let keys: Arc<CookieKeys> = KeyRing::new(&settings.cookie.keys)?.into();
+        let sessions = open_session_store(&settings, &keys).await?;
+        Self::build(settings, sessions, keys).await
     }
 
+    /// The state with a session store of the caller's (tests); the cookie keys are `settings.cookie.keys`.
     pub async fn with_store(settings: BffSettings, sessions: Arc<dyn SessionStore>) -> anyhow::Result<Self> {
-        let ring = KeyRing::new(&settings.cookie.keys)?;
+        let keys = KeyRing::new(&settings.cookie.keys)?.into();
+        Self::build(settings, sessions, keys).await
+    }
+
+    async fn build(
+        settings: BffSettings,
+        sessions: Arc<dyn SessionStore>,
+        cookie_keys: Arc<CookieKeys>,
+    ) -> anyhow::Result<Self> {
         let mut route_settings = settings.routes.clone();
         if let Frontend::DevServer { upstream } = &settings.frontend {
             route_settings.push(dev_server_route(upstream));
@@ -127,7 +138,7 @@ impl Gateway {
         };
         let carrier = SessionCarrier::new(&settings.session, &settings.cookie.name)?;
         Ok(Self {
-            ring,
+            cookie_keys,
             sessions,
             carrier,
             oidc: OidcClient::new(settings.oidc.clone()),
@@ -150,6 +161,17 @@ impl Gateway {
         })
     }
 
+    /// The cookie key ring as of now: hold it for the whole of one seal or open.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.cookie_keys.current()
+    }
+
+    /// Replaces the cookie keys (newest first) while running; an invalid list keeps the current ones. The SQLite
+    /// session store shares the ring, so stored sessions follow.
+    pub fn replace_cookie_keys(&self, keys: &[crate::settings::CookieKey]) -> Result<Replaced, KeyRingError> {
+        self.cookie_keys.replace(keys)
+    }
+
     pub fn cookie_name(&self) -> &str {
         &self.settings.cookie.name
     }
@@ -164,7 +186,7 @@ impl Gateway {
     pub(crate) fn opened_session_cookie(&self, pairs: &[(String, String)]) -> Option<(String, String)> {
         let name = self.cookie_name();
         pairs.iter().filter(|(n, _)| n == name).find_map(|(_, value)| {
-            let id = String::from_utf8(self.ring.open(name, value)?).ok()?;
+            let id = String::from_utf8(self.ring().open(name, value)?).ok()?;
             Some((id, value.split_once('.')?.0.to_owned()))
         })
     }
@@ -196,6 +218,6 @@ impl Gateway {
     /// `Set-Cookie` for a new session id.
     pub fn session_cookie(&self, id: &str) -> String {
         let name = self.cookie_name();
-        cookies::set(name, &self.ring.seal(name, id.as_bytes()), self.settings.cookie.same_site, None)
+        cookies::set(name, &self.ring().seal(name, id.as_bytes()), self.settings.cookie.same_site, None)
     }
 }

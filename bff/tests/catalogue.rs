@@ -550,7 +550,7 @@ async fn bff_sess04_a_login_transaction_older_than_its_lifetime_is_refused() {
     for (age, expect_expired) in [(15 * 60, true), (601, true), (60, false)] {
         let tx = LoginTransaction::new("/".into(), false, now - age);
         let mut b = Browser::new();
-        b.set_cookie(&LoginTransaction::cookie_name(&tx.state), &tx.seal(&h.gateway.ring));
+        b.set_cookie(&LoginTransaction::cookie_name(&tx.state), &tx.seal(&h.gateway.ring()));
         let reply = b.get(&h.gw(&format!("/bff/callback?code=bogus&state={}&iss={iss}", enc(&tx.state))), &[]).await;
         assert_eq!(reply.status, 400, "age {age}");
         assert_eq!(reply.body.contains("unknown or has expired"), expect_expired, "age {age}: {}", reply.body);
@@ -985,7 +985,7 @@ async fn bff_ru02_a_tampered_or_forged_transaction_cookie_is_refused() {
         flip(&genuine, genuine.len()),
         forged.seal(&other_ring("k1")),
         // A genuine transaction of another login under this login's cookie name.
-        LoginTransaction::new("/x".into(), false, gatehouse_bff::now()).seal(&h.gateway.ring),
+        LoginTransaction::new("/x".into(), false, gatehouse_bff::now()).seal(&h.gateway.ring()),
     ];
     for value in variants {
         let mut attacker = Browser::new();
@@ -1463,7 +1463,7 @@ async fn crypt_01_02_03_04_flipped_truncated_or_extended_cookies_are_anonymous_a
     variants.push(("CRYPT-03 key id only".into(), "k1.".into()));
     variants.push(("CRYPT-03 padding only".into(), "k1.====".into()));
     variants.push(("CRYPT-04 append byte".into(), rebuild(&good, |blob| blob.push(0))));
-    let second = h.gateway.ring.seal(SESSION_COOKIE, b"another-id");
+    let second = h.gateway.ring().seal(SESSION_COOKIE, b"another-id");
     variants.push(("CRYPT-04 second ciphertext".into(), format!("{good}{}", second.split_once('.').unwrap().1)));
     variants.push(("CRYPT-04 appended value".into(), format!("{good}.{second}")));
     assert_all_anonymous(&h, &variants).await;
@@ -1516,7 +1516,7 @@ async fn crypt_06_07_09_13_downgraded_foreign_or_retired_keys_never_open_a_live_
         // lever applied at once).
         ("CRYPT-13 retired key".to_owned(), other_ring("k0").seal(SESSION_COOKIE, id.as_bytes())),
         // And, for the no-oracle comparison, a genuine seal of an id that names no session.
-        ("unknown session id".to_owned(), h.gateway.ring.seal(SESSION_COOKIE, Session::new_id().as_bytes())),
+        ("unknown session id".to_owned(), h.gateway.ring().seal(SESSION_COOKIE, Session::new_id().as_bytes())),
     ];
     assert_all_anonymous(&h, &variants).await;
     h.stop().await;
@@ -1538,7 +1538,7 @@ async fn crypt_08_a_value_sealed_for_one_cookie_never_opens_as_another() {
     // Transaction value as session cookie, and the session id sealed for a transaction name.
     let variants = vec![
         ("tx value under the session name".to_owned(), tx_value.clone()),
-        ("session id sealed for a tx name".to_owned(), h.gateway.ring.seal(&tx_name, id.as_bytes())),
+        ("session id sealed for a tx name".to_owned(), h.gateway.ring().seal(&tx_name, id.as_bytes())),
     ];
     assert_all_anonymous(&h, &variants).await;
     // Session value under the transaction name: the callback refuses it.

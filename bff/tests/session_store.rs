@@ -1,6 +1,7 @@
 //! Gateway sessions in the embedded store, end to end: a logged-in browser keeps its session across a gateway
 //! restart on the same store file and cookie key; logout and back-channel logout remove the session from the
-//! file, not only from memory; a restart with another cookie key starts cleanly and the old rows are gone.
+//! file, not only from memory; a restart with another cookie key starts cleanly and the old rows are gone; cookie
+//! keys replaced while the gateway runs (SIGHUP in `gatehouse serve`) keep every session.
 
 mod support;
 
@@ -137,5 +138,50 @@ async fn a_restart_with_a_new_cookie_key_starts_cleanly_and_old_sessions_are_gon
     assert_eq!(h.session_count().await, 1);
     let fresh: Vec<Arc<_>> = h.sessions().await;
     assert_ne!(fresh[0].id, old.id);
+    h.stop().await;
+}
+
+/// Cookie key rotation without a restart (`Gateway::replace_cookie_keys`, what SIGHUP does): with a new key in
+/// front the session goes on, its cookie is re-sealed under the new key (CRYPT-12) and its row in the file too;
+/// once the old key is dropped the session still goes on, the file opens with the new key alone, and a cookie
+/// still sealed under the retired key is anonymous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cookie_keys_replaced_while_running_keep_the_session_and_re_seal_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway-sessions.db");
+    let h = start_on(&file).await;
+    let mut b = Browser::new();
+    h.login(&mut b, "alice", "/").await;
+    let first = b.cookie(support::SESSION_COOKIE).unwrap();
+    let old_id = h.settings.cookie.keys[0].id.clone();
+    assert!(first.starts_with(&format!("{old_id}.")), "{first}");
+    let old = h.settings.cookie.keys[0].clone();
+    let new = CookieKey { id: "rotated".into(), key: support::rand_key() };
+
+    let replaced = h.gateway.replace_cookie_keys(&[new.clone(), old.clone()]).unwrap();
+    assert_eq!((replaced.sealing_before.as_str(), replaced.sealing_now.as_str()), (old_id.as_str(), "rotated"));
+    assert!(replaced.retired.is_empty());
+    let reply = b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await;
+    assert_eq!(reply.status, 200, "the old key still opens: {}", reply.body);
+    b.absorb(&reply);
+    assert!(b.cookie(support::SESSION_COOKIE).unwrap().starts_with("rotated."), "re-sealed under the new key");
+    // A refresh writes the row again, now under the new key.
+    h.expire_access_token_soon().await;
+    assert_eq!(b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await.status, 200);
+
+    let replaced = h.gateway.replace_cookie_keys(std::slice::from_ref(&new)).unwrap();
+    assert_eq!(replaced.retired, [old_id]);
+    let reply = b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let session = h.only_session().await;
+    let lifetimes = Lifetimes { idle: 3600, absolute: 86_400 };
+    let new_only = SqliteSessionStore::open(&file, KeyRing::new(std::slice::from_ref(&new)).unwrap(), lifetimes);
+    assert!(new_only.await.unwrap().get(&session.id).await.unwrap().is_some(), "the row opens with the new key");
+    let mut replay = Browser::new();
+    replay.set_cookie(support::SESSION_COOKIE, &first);
+    assert_eq!(replay.get(&h.gw("/bff/user"), &[("x-csrf", "1")]).await.status, 401, "the retired key opens nothing");
+    // An invalid list changes nothing.
+    assert!(h.gateway.replace_cookie_keys(&[]).is_err());
+    assert_eq!(b.get(&h.gw("/api/whoami"), &[("x-csrf", "1")]).await.status, 200);
     h.stop().await;
 }

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! It fetches the issuer's JWKS (`<issuer>/jwks` unless configured) and caches it, refreshing when a token names
-//! an unknown `kid` (at most once per `min_refresh_interval`); validates the RFC 9068 access token (`typ`, `alg`
+//! an unknown `kid` (OpenID Connect Core §10.1.1; after a fetch that did not find its `kid`, not again for
+//! `min_refresh_interval`); validates the RFC 9068 access token (`typ`, `alg`
 //! from the allow-list and matching the key, signature, `iss`, `aud`, `exp`, `nbf`); and, for DPoP-bound tokens
 //! (RFC 9449 §7), the proof: `DPoP` scheme, every §4.3 check via `crate::dpop`, `ath`, `cnf.jkt` equality and
 //! `jti` replay. Failures come back as a `Rejection` carrying the RFC 6750 / RFC 9449 status and
@@ -43,7 +44,9 @@ pub struct VerifierConfig {
     /// Clock skew tolerated for `exp`/`nbf`, seconds.
     pub leeway: i64,
     pub dpop_window: TimeWindow,
-    /// Floor between two JWKS fetches triggered by unknown `kid`s.
+    /// After a JWKS fetch that did not find the `kid` it was made for (or failed), no fetch for another unknown
+    /// `kid` for this long: `kid`s made up by callers cost at most one fetch per interval. A fetch that found its
+    /// key (a rotation) holds nothing back.
     pub min_refresh_interval: Duration,
     /// Timeout of one JWKS fetch.
     pub fetch_timeout: Duration,
@@ -109,11 +112,19 @@ fn reject(scheme: &str, error: &'static str, reason: &'static str) -> Rejection 
     Rejection { status: 401, error, www_authenticate: challenge(scheme, Some(error)), reason }
 }
 
+/// Whether an unknown `kid` may trigger a JWKS fetch now: not within `floor` of the last fetch that did not find
+/// its `kid` (made-up `kid`s and an unreachable issuer cost one fetch per `floor`); always when every fetch so far
+/// found its key, so each signing-key rotation reaches the verifier with its first token.
+fn may_fetch(last_fruitless: Option<Instant>, now: Instant, floor: Duration) -> bool {
+    last_fruitless.is_none_or(|at| now.saturating_duration_since(at) >= floor)
+}
+
 pub struct Verifier {
     config: VerifierConfig,
     http: reqwest::Client,
     keys: RwLock<Arc<JwkSet>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the last fetch that did not find its `kid` ended (see `may_fetch`).
+    last_fruitless_fetch: Mutex<Option<Instant>>,
     fetch_lock: tokio::sync::Mutex<()>,
     replay: Arc<dyn ReplayCache>,
 }
@@ -135,7 +146,7 @@ impl Verifier {
             config,
             http,
             keys: RwLock::new(Arc::new(JwkSet::default())),
-            last_fetch: Mutex::new(None),
+            last_fruitless_fetch: Mutex::new(None),
             fetch_lock: tokio::sync::Mutex::new(()),
             replay,
         }
@@ -269,7 +280,8 @@ impl Verifier {
         Ok(claims)
     }
 
-    /// The JWK with `kid`, fetching the JWKS when it is unknown (no more often than the floor allows).
+    /// The JWK with `kid`, fetching the JWKS when it is unknown (OpenID Connect Core §10.1.1: an unfamiliar `kid`
+    /// means the signer rotated), unless `may_fetch` says a fruitless fetch was too recent.
     async fn key(&self, kid: &str) -> Option<crate::Jwk> {
         if let Some(jwk) = self.keys.read().ok()?.find(kid) {
             return Some(jwk.clone());
@@ -279,14 +291,11 @@ impl Verifier {
         if let Some(jwk) = self.keys.read().ok()?.find(kid) {
             return Some(jwk.clone());
         }
-        {
-            let last = self.last_fetch.lock().ok()?;
-            if last.is_some_and(|t| t.elapsed() < self.config.min_refresh_interval) {
-                return None;
-            }
+        let last_fruitless = *self.last_fruitless_fetch.lock().ok()?;
+        if !may_fetch(last_fruitless, Instant::now(), self.config.min_refresh_interval) {
+            return None;
         }
-        *self.last_fetch.lock().ok()? = Some(Instant::now());
-        match self.fetch().await {
+        let found = match self.fetch().await {
             Ok(set) => {
                 let found = set.find(kid).cloned();
                 *self.keys.write().ok()? = Arc::new(set);
@@ -296,7 +305,11 @@ impl Verifier {
                 tracing::warn!(%error, uri = %self.config.jwks_uri, "JWKS fetch failed");
                 None
             }
+        };
+        if found.is_none() {
+            *self.last_fruitless_fetch.lock().ok()? = Some(Instant::now());
         }
+        found
     }
 
     async fn fetch(&self) -> Result<JwkSet, reqwest::Error> {
@@ -355,5 +368,24 @@ pub mod axum_layer {
                 response
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_fruitless_fetch_holds_the_next_one_back() {
+        let floor = Duration::from_secs(30);
+        let now = Instant::now();
+        // Every fetch so far found its key (start-up, earlier rotations): a new kid is fetched at once.
+        assert!(may_fetch(None, now, floor));
+        // A fetch that found nothing (a made-up kid, an unreachable issuer) holds further fetches back for the floor.
+        assert!(!may_fetch(Some(now), now, floor));
+        assert!(!may_fetch(Some(now), now + Duration::from_secs(29), floor));
+        assert!(may_fetch(Some(now), now + floor, floor));
+        // A clock reading before the recorded instant is "no time passed", never a panic.
+        assert!(!may_fetch(Some(now + Duration::from_secs(5)), now, floor));
     }
 }

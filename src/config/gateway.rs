@@ -165,30 +165,7 @@ pub(super) fn bff(
             SameSite::Strict
         }
     };
-    let mut key_texts: Vec<(String, Secret)> =
-        c.keys.unwrap_or_default().into_iter().enumerate().map(|(i, k)| (format!("bff.cookie.keys[{i}]"), k)).collect();
-    if let Some(file) = c.keys_file {
-        let path = resolve(base, &file);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => key_texts.extend(
-                text.lines()
-                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-                    .map(|l| ("bff.cookie.keys_file".to_owned(), Secret::new(l.trim()))),
-            ),
-            Err(e) => p.add("bff.cookie.keys_file", format!("cannot read {}: {e}", path.display())),
-        }
-    }
-    let mut keys = Vec::new();
-    for (key, text) in key_texts {
-        match text.expose().split_once(':').and_then(|(id, k)| Some((id, b64::decode(k)?))) {
-            Some((id, bytes)) if bytes.len() == 32 && !id.is_empty() => {
-                let mut key_bytes = [0u8; 32];
-                key_bytes.copy_from_slice(&bytes);
-                keys.push(CookieKey { id: id.to_owned(), key: key_bytes });
-            }
-            _ => p.hint(key, "not a cookie key", KEY_HINT),
-        }
-    }
+    let mut keys = cookie_keys(p, c.keys, c.keys_file, base);
     if keys.is_empty() {
         let mut key = [0u8; 32];
         if aws_lc_rs::rand::fill(&mut key).is_err() {
@@ -249,6 +226,41 @@ pub(super) fn bff(
         routes,
         frontend,
     })
+}
+
+/// The configured cookie keys, newest first: `bff.cookie.keys`, then the lines of `keys_file` (blank lines and
+/// `#` comments skipped). Empty when neither is set. Also what `gatehouse serve` re-reads on SIGHUP.
+pub(super) fn cookie_keys(
+    p: &mut Problems,
+    keys: Option<Vec<Secret>>,
+    keys_file: Option<String>,
+    base: &Path,
+) -> Vec<CookieKey> {
+    let mut key_texts: Vec<(String, Secret)> =
+        keys.unwrap_or_default().into_iter().enumerate().map(|(i, k)| (format!("bff.cookie.keys[{i}]"), k)).collect();
+    if let Some(file) = keys_file {
+        let path = resolve(base, &file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => key_texts.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                    .map(|l| ("bff.cookie.keys_file".to_owned(), Secret::new(l.trim()))),
+            ),
+            Err(e) => p.add("bff.cookie.keys_file", format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    let mut keys = Vec::new();
+    for (key, text) in key_texts {
+        match text.expose().split_once(':').and_then(|(id, k)| Some((id, b64::decode(k)?))) {
+            Some((id, bytes)) if bytes.len() == 32 && !id.is_empty() => {
+                let mut key_bytes = [0u8; 32];
+                key_bytes.copy_from_slice(&bytes);
+                keys.push(CookieKey { id: id.to_owned(), key: key_bytes });
+            }
+            _ => p.hint(key, "not a cookie key", KEY_HINT),
+        }
+    }
+    keys
 }
 
 /// `bff.session.store`: "sqlite" (default) in `store_file` (default `<idp.data_dir>/gateway-sessions.db`, relative

@@ -112,6 +112,7 @@ pub struct RawLog {
 
 #[derive(Default, Deserialize)]
 pub struct RawIdp {
+    pub enabled: Option<bool>,
     pub issuer: Option<String>,
     pub listen: Option<String>,
     pub data_dir: Option<String>,

@@ -58,6 +58,17 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         (Some(demo), Some(idp)) => super::gateway::demo_api(demo, idp, &mut p),
         _ => None,
     };
+    if let Some(idp) = &idp
+        && !idp.enabled
+        && bff.is_none()
+        && demo_api.is_none()
+    {
+        p.hint(
+            "idp.enabled",
+            "the token service is off and neither [bff] nor [demo_api] is on: `serve` would run nothing",
+            "set idp.enabled = true, or enable the gateway ([bff]) this process should run",
+        );
+    }
     match idp {
         Some(idp) if p.0.is_empty() => Ok(Config { log, idp, bff, demo_api, notes }),
         _ => Err(p.0),
@@ -124,6 +135,7 @@ fn idp_config(raw: RawIdp, base: &Path, p: &mut Problems, notes: &mut Vec<String
         ));
     }
     Some(IdpConfig {
+        enabled: raw.enabled.unwrap_or(true),
         issuer,
         listen: listen?,
         data_dir,

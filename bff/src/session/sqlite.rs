@@ -30,7 +30,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Lifetimes, Session, SessionStore, StoreError};
-use crate::seal::KeyRing;
+use crate::cookie_keys::CookieKeys;
 
 /// The sealing purpose (AEAD associated data) of stored session bodies; the cookie names are `__Host-…`, so a
 /// sealed cookie never opens as a stored body, nor the other way round.
@@ -50,7 +50,8 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// Gateway sessions in an SQLite file, bodies sealed with the cookie key ring.
 pub struct SqliteSessionStore {
     pool: SqlitePool,
-    ring: KeyRing,
+    /// The gateway's cookie keys (shared: a reload of the keys applies here too).
+    keys: Arc<CookieKeys>,
     lifetimes: Lifetimes,
     clock: Clock,
 }
@@ -58,13 +59,13 @@ pub struct SqliteSessionStore {
 impl SqliteSessionStore {
     /// Opens (creating it and its directory when missing) the database file at `path`, applies the migrations
     /// and deletes the rows that expired while the gateway was down.
-    pub async fn open(path: &Path, ring: KeyRing, lifetimes: Lifetimes) -> Result<Self, StoreError> {
-        Self::open_with_clock(path, ring, lifetimes, Arc::new(crate::now)).await
+    pub async fn open(path: &Path, keys: impl Into<Arc<CookieKeys>>, lifetimes: Lifetimes) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, keys, lifetimes, Arc::new(crate::now)).await
     }
 
     pub async fn open_with_clock(
         path: &Path,
-        ring: KeyRing,
+        keys: impl Into<Arc<CookieKeys>>,
         lifetimes: Lifetimes,
         clock: Clock,
     ) -> Result<Self, StoreError> {
@@ -83,7 +84,7 @@ impl SqliteSessionStore {
         let mut migrator = sqlx::migrate!("./migrations/sqlite");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
         migrator.run(&pool).await.map_err(failed("migrate the session database"))?;
-        let store = Self { pool, ring, lifetimes, clock };
+        let store = Self { pool, keys: keys.into(), lifetimes, clock };
         store.sweep().await?;
         Ok(store)
     }
@@ -116,7 +117,7 @@ impl SqliteSessionStore {
 
     /// The session sealed in `body`, if it opens under the ring and belongs to the row `id_hash`.
     fn open_body(&self, id_hash: &[u8], body: &str) -> Option<Session> {
-        let plaintext = self.ring.open_within(&purpose(id_hash), body, MAX_BODY_LEN)?;
+        let plaintext = self.keys.current().open_within(&purpose(id_hash), body, MAX_BODY_LEN)?;
         let session: Session = serde_json::from_slice(&plaintext).ok()?;
         (hash_id(&session.id).as_slice() == id_hash).then_some(session)
     }
@@ -171,7 +172,7 @@ impl SessionStore for SqliteSessionStore {
     async fn put(&self, session: Arc<Session>) -> Result<(), StoreError> {
         let id_hash = hash_id(&session.id);
         let plaintext = serde_json::to_vec(&*session).map_err(failed("encode a session"))?;
-        let body = self.ring.seal(&purpose(&id_hash), &plaintext);
+        let body = self.keys.current().seal(&purpose(&id_hash), &plaintext);
         sqlx::query(
             "INSERT INTO gateway_sessions (id_hash, sub, idp_sid, created_at, last_seen, expires_at, body)
              VALUES (?, ?, ?, ?, ?, ?, ?)
