@@ -20,7 +20,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 data=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
 export GATEHOUSE_IDP__LISTEN="127.0.0.1:$port" GATEHOUSE_IDP__ISSUER="http://127.0.0.1:$port" GATEHOUSE_IDP__DATA_DIR="$data"
-export GATEHOUSE_LOG__LEVEL=warn
+export GATEHOUSE_LOG__LEVEL=warn GATEHOUSE_ADMIN__ENABLED=false
 ./target/release/gatehouse serve --config config/gatehouse.toml >"$data/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done

@@ -36,6 +36,8 @@ pub struct Config {
     pub bff: Option<gatehouse_bff::BffSettings>,
     /// The demo API run in process (`[demo_api]`), when configured.
     pub demo_api: Option<DemoApiConfig>,
+    /// The admin listener (`[admin]`: health and readiness), when configured.
+    pub admin: Option<AdminConfig>,
     /// Things that are allowed but worth a warning (`config check` prints them, `serve` logs them).
     pub notes: Vec<String>,
 }
@@ -51,6 +53,12 @@ pub struct LogSettings {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// The admin listener: operators' endpoints (`/healthz`, `/readyz`), apart from user traffic.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
 }
 
 /// The example API started beside the gateway in the demo.

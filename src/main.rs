@@ -1,5 +1,6 @@
 //! The `gatehouse` binary: command line, configuration and wiring. No protocol logic lives here.
 
+mod admin_listener;
 mod cli;
 mod commands;
 mod config;

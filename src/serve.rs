@@ -17,7 +17,7 @@ use crate::commands::{master_key, now, open_store, runtime_error};
 use crate::config::{Config, IdpConfig};
 
 pub async fn serve(config: Config, path: &Path) -> ExitCode {
-    let Config { idp, bff, demo_api, notes, .. } = config;
+    let Config { idp, bff, demo_api, admin, notes, .. } = config;
     for note in &notes {
         tracing::warn!("{note}");
     }
@@ -35,6 +35,13 @@ pub async fn serve(config: Config, path: &Path) -> ExitCode {
         }
     } else {
         None
+    };
+    let admin_listener = match &admin {
+        Some(admin) => match bind(admin.listen, "admin.listen").await {
+            Ok(listener) => Some(listener),
+            Err(code) => return code,
+        },
+        None => None,
     };
 
     // 2. The store and what the file declares in it (the token service's; nothing when it is off).
@@ -80,6 +87,16 @@ pub async fn serve(config: Config, path: &Path) -> ExitCode {
         None => None,
     };
     reload_cookie_keys(hangups, gateway.as_ref().map(|g| g.gateway.clone()), path.to_owned());
+    if let Some(listener) = admin_listener {
+        let parts = crate::admin_listener::Parts {
+            token_service: token_service.as_ref().map(|(_, _, store)| store.clone()),
+            gateway: gateway.as_ref().map(|g| g.gateway.clone()),
+        };
+        crate::admin_listener::spawn(listener, parts);
+        if let Some(admin) = &admin {
+            println!("gatehouse admin listening on {} (/healthz, /readyz)", admin.listen);
+        }
+    }
 
     if token_service.is_some() {
         announce(&idp);

@@ -1,6 +1,7 @@
 //! The demo as a system test: `gatehouse serve --config config/gatehouse.toml` (token service, gateway, demo API
 //! in one process, on free ports via environment overrides), then what a user does in a browser — open the SPA,
-//! log in as alice through the real login form, call the API through the gateway, log out.
+//! log in as alice through the real login form, call the API through the gateway, log out; and the admin
+//! listener's health and readiness answers.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ struct Demo {
     child: Child,
     gateway: String,
     issuer: String,
+    admin: String,
     _data: tempfile::TempDir,
 }
 
@@ -28,7 +30,14 @@ impl Drop for Demo {
 }
 
 async fn start_demo() -> Demo {
-    let (idp, gw, api) = (free_port(), free_port(), free_port());
+    start_demo_with(&[]).await
+}
+
+/// The demo with extra `GATEHOUSE_*` overrides; it is up when the gateway serves `/` (and the token service its
+/// JWKS, unless `GATEHOUSE_IDP__ENABLED=false` is among them).
+async fn start_demo_with(overrides: &[(&str, &str)]) -> Demo {
+    let (idp, gw, api, admin) = (free_port(), free_port(), free_port(), free_port());
+    let token_service_here = !overrides.contains(&("GATEHOUSE_IDP__ENABLED", "false"));
     let issuer = format!("http://127.0.0.1:{idp}");
     let gateway = format!("http://127.0.0.1:{gw}");
     let data = tempfile::tempdir().unwrap();
@@ -53,19 +62,23 @@ async fn start_demo() -> Demo {
         .env("GATEHOUSE_BFF__ROUTES__0__PUBLIC_BASE", &gateway)
         .env("GATEHOUSE_DEMO_API__LISTEN", format!("127.0.0.1:{api}"))
         .env("GATEHOUSE_DEMO_API__PUBLIC_BASE", &gateway)
+        .env("GATEHOUSE_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .envs(overrides.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut demo = Demo { child, gateway, issuer, _data: data };
+    let admin = format!("http://127.0.0.1:{admin}");
+    let mut demo = Demo { child, gateway, issuer, admin, _data: data };
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(demo.child.try_wait().unwrap().is_none(), "gatehouse serve exited early");
         let up = http.get(format!("{}/", demo.gateway)).send().await.is_ok_and(|r| r.status() == 200);
-        let idp_up = http.get(format!("{}/jwks", demo.issuer)).send().await.is_ok_and(|r| r.status() == 200);
+        let idp_up = !token_service_here
+            || http.get(format!("{}/jwks", demo.issuer)).send().await.is_ok_and(|r| r.status() == 200);
         if up && idp_up {
             break;
         }
@@ -166,4 +179,44 @@ async fn the_demo_logs_alice_in_and_calls_the_api_through_the_gateway() {
     assert!(location(&headers).starts_with(&format!("{}/end_session?", demo.issuer)));
     let (status, _, _) = jar.send(http.get(gw("/api/whoami")).header("x-csrf", "1"), &gw("/api/whoami")).await;
     assert_eq!(status, 401, "logged out");
+}
+
+async fn get_json(url: &str) -> (u16, Option<String>, serde_json::Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let cache = response.headers().get("cache-control").map(|v| v.to_str().unwrap().to_owned());
+    (status, cache, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_admin_listener_answers_liveness_and_readiness() {
+    let demo = start_demo().await;
+    let (status, cache, body) = get_json(&format!("{}/healthz", demo.admin)).await;
+    assert_eq!((status, cache.as_deref()), (200, Some("no-store")));
+    assert_eq!(body, serde_json::json!({ "status": "ok" }));
+    let (status, _, body) = get_json(&format!("{}/readyz", demo.admin)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({ "status": "ready", "checks": {
+            "token_service_store_and_signing_keys": "ok",
+            "gateway_session_store": "ok",
+            "token_service_reachable": "ok",
+        } })
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_that_cannot_reach_its_token_service_is_not_ready() {
+    // The token service is off in this process and nothing else listens on the issuer's port.
+    let demo = start_demo_with(&[("GATEHOUSE_IDP__ENABLED", "false")]).await;
+    let (status, _, body) = get_json(&format!("{}/healthz", demo.admin)).await;
+    assert_eq!(status, 200, "alive all the same: {body}");
+    let (status, _, body) = get_json(&format!("{}/readyz", demo.admin)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["gateway_session_store"], "ok");
+    let reason = body["checks"]["token_service_reachable"].as_str().unwrap();
+    assert_ne!(reason, "ok");
+    assert!(body["checks"].get("token_service_store_and_signing_keys").is_none(), "not run here: {body}");
 }

@@ -24,6 +24,7 @@ pub mod ended;
 pub mod endpoints;
 pub mod oidc;
 pub mod proxy;
+pub mod readiness;
 pub mod refresh;
 pub mod request_checks;
 pub mod response;

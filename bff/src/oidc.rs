@@ -184,6 +184,17 @@ impl OidcClient {
         }
     }
 
+    /// Whether the token service answers its discovery document now (readiness probes): always a fresh fetch,
+    /// never the cached copy, and the cache is left as it is.
+    pub async fn probe(&self) -> Result<(), OidcError> {
+        let url = metadata::discovery_url(&self.inner.settings.issuer);
+        let (status, _, body) = self.get(url).await?;
+        if status != 200 {
+            return Err(OidcError::Unavailable(format!("discovery document: status {status}")));
+        }
+        ProviderMetadata::parse(&body, &self.inner.issuer).map(drop)
+    }
+
     /// Where to send the browser to log in. With PAR (RFC 9126) the request is pushed with client
     /// authentication and a DPoP proof (RFC 9449 §10.1), and the URL carries only `client_id` and
     /// `request_uri`; otherwise the URL carries the whole request (with `dpop_jkt`, RFC 9449 §10).

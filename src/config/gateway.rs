@@ -1,5 +1,5 @@
-//! The gateway's part of the file (`[bff]`, `[[bff.routes]]`) and the demo API (`[demo_api]`): raw values →
-//! `gatehouse_bff::BffSettings`, every problem gathered with its key path.
+//! The gateway's part of the file (`[bff]`, `[[bff.routes]]`), the demo API (`[demo_api]`) and the admin listener
+//! (`[admin]`): raw values → settings, every problem gathered with its key path.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,14 +12,14 @@ use gatehouse_bff::settings::{
 use gatehouse_proto::{Secret, b64};
 use url::Url;
 
-use super::raw::{RawBff, RawDemoApi, RawRoute};
+use super::raw::{RawAdmin, RawBff, RawDemoApi, RawRoute};
 use super::validate::{Problems, resolve, seconds, secret_from};
-use super::{DemoApiConfig, IdpConfig};
+use super::{AdminConfig, DemoApiConfig, IdpConfig};
 
 const KEY_HINT: &str = "an id, a colon and 32 random bytes in base64url: \
                         `echo k1:$(head -c 32 /dev/urandom | basenc --base64url | tr -d =)`";
 
-fn address(p: &mut Problems, key: &str, raw: Option<String>, default: Option<&str>) -> Option<SocketAddr> {
+pub(super) fn address(p: &mut Problems, key: &str, raw: Option<String>, default: Option<&str>) -> Option<SocketAddr> {
     let text = raw.or_else(|| default.map(str::to_owned))?;
     match text.parse() {
         Ok(address) => Some(address),
@@ -403,6 +403,15 @@ fn route(p: &mut Problems, i: usize, r: RawRoute) -> Option<RouteSettings> {
         websockets: r.websockets.unwrap_or(false),
         methods,
     })
+}
+
+/// `[admin]`: on unless `enabled = false`; `listen` defaults to 127.0.0.1:9090.
+pub(super) fn admin(raw: RawAdmin, p: &mut Problems) -> Option<AdminConfig> {
+    if raw.enabled == Some(false) {
+        return None;
+    }
+    let listen = address(p, "admin.listen", raw.listen, Some("127.0.0.1:9090"))?;
+    Some(AdminConfig { listen })
 }
 
 pub(super) fn demo_api(raw: RawDemoApi, idp: &IdpConfig, p: &mut Problems) -> Option<DemoApiConfig> {

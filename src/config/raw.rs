@@ -88,6 +88,7 @@ pub fn known_keys(parent: &str) -> &'static [&'static str] {
         "bff.session" => field_names::<RawBffSession>(),
         "bff.routes[]" => field_names::<RawRoute>(),
         "demo_api" => field_names::<RawDemoApi>(),
+        "admin" => field_names::<RawAdmin>(),
         _ => &[],
     }
 }
@@ -102,6 +103,7 @@ pub struct RawConfig {
     pub idp: Option<RawIdp>,
     pub bff: Option<RawBff>,
     pub demo_api: Option<RawDemoApi>,
+    pub admin: Option<RawAdmin>,
 }
 
 #[derive(Default, Deserialize)]
@@ -297,6 +299,12 @@ pub struct RawRoute {
     pub max_body_bytes: Option<i64>,
     pub websockets: Option<bool>,
     pub methods: Option<Vec<String>>,
+}
+
+#[derive(Default, Deserialize)]
+pub struct RawAdmin {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

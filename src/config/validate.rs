@@ -58,6 +58,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         (Some(demo), Some(idp)) => super::gateway::demo_api(demo, idp, &mut p),
         _ => None,
     };
+    let admin = raw.admin.and_then(|admin| super::gateway::admin(admin, &mut p));
     if let Some(idp) = &idp
         && !idp.enabled
         && bff.is_none()
@@ -70,7 +71,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         );
     }
     match idp {
-        Some(idp) if p.0.is_empty() => Ok(Config { log, idp, bff, demo_api, notes }),
+        Some(idp) if p.0.is_empty() => Ok(Config { log, idp, bff, demo_api, admin, notes }),
         _ => Err(p.0),
     }
 }
