@@ -65,6 +65,8 @@ pub fn verify_access_token(
     if token.len() > 8 * 1024 {
         return Err(AccessTokenRejection::Malformed);
     }
+    // Compact JWS, no duplicate members, no `crit`, NumericDates in seconds (RFC 8725).
+    gatehouse_proto::jose::check_compact(token).map_err(|_| AccessTokenRejection::Malformed)?;
     let header = jsonwebtoken::decode_header(token).map_err(|_| AccessTokenRejection::Malformed)?;
     // RFC 9068 §4 (2): typ must be at+jwt.
     if !typ_matches(header.typ.as_deref(), ACCESS_TOKEN_TYP) {
