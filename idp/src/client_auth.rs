@@ -99,7 +99,10 @@ pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Present
         // RFC 7523 §3 (2): the subject is the client_id; read it from the assertion when not in the body.
         let client_id = match form_id {
             Some(id) => id.to_owned(),
-            None => unverified_subject(assertion).ok_or_else(|| invalid_client("malformed client assertion", false))?,
+            // One description for every assertion failure (catalogue §G: nothing that tells the checks apart).
+            None => {
+                unverified_subject(assertion).ok_or_else(|| invalid_client("client authentication failed", false))?
+            }
         };
         return Ok(Presented::Assertion { client_id, assertion: assertion.to_owned() });
     }
