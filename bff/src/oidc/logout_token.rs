@@ -33,6 +33,8 @@ struct ReceivedClaims {
     #[serde(default)]
     exp: Option<i64>,
     #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
     jti: Option<String>,
     #[serde(default)]
     sub: Option<String>,
@@ -87,6 +89,10 @@ pub fn verify(
     }
     if claims.iat < now - LOGOUT_TOKEN_MAX_AGE_SECONDS - expected.leeway {
         return invalid("iat is too old");
+    }
+    // RFC 7519 §4.1.5: a token not yet valid is not valid (catalogue JWT-20).
+    if claims.nbf.is_some_and(|nbf| nbf > now + expected.leeway) {
+        return invalid("nbf not yet reached");
     }
     let Some(exp) = claims.exp else { return invalid("exp missing") };
     if exp + expected.leeway <= now {
