@@ -858,7 +858,8 @@ async fn jwt_20_time_claims_are_enforced_with_a_small_skew() {
     refused_by_every_acceptor(&["JWT-20"]).await;
 }
 
-/// JWT-08: a flood of unknown `kid`s makes the gateway and the API fetch the JWKS at most once more.
+/// JWT-08: a flood of unknown `kid`s (1 000 logout tokens at the gateway, 250 access tokens at the API, 100
+/// client assertions) makes the gateway and the API fetch the JWKS at most once more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_08_an_unknown_kid_flood_does_not_amplify_jwks_fetches() {
     let w = world();
@@ -873,9 +874,11 @@ async fn jwt_08_an_unknown_kid_flood_does_not_amplify_jwks_fetches() {
         let reply =
             http.post(format!("{}/bff/backchannel", w.gw)).form(&[("logout_token", token)]).send().await.unwrap();
         assert_eq!(reply.status(), 400, "logout token {i}");
-        let token = access.sign(&access.header_with(&[("kid", kid.clone().into())]), &access.claims);
-        let reply = http.get(format!("{}/api/whoami", w.api)).bearer_auth(token).send().await.unwrap();
-        assert_eq!(reply.status(), 401, "access token {i}");
+        if i % 4 == 0 {
+            let token = access.sign(&access.header_with(&[("kid", kid.clone().into())]), &access.claims);
+            let reply = http.get(format!("{}/api/whoami", w.api)).bearer_auth(token).send().await.unwrap();
+            assert_eq!(reply.status(), 401, "access token {i}");
+        }
         if i % 10 == 0 {
             let token = assertion.sign(
                 &assertion.header_with(&[("kid", kid.into())]),
