@@ -97,6 +97,8 @@ fn error_page(status: u16, title: &str, detail: &str) -> LocalResponse {
     );
     LocalResponse::html(status, html)
         .header("content-security-policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+        // RFC 9700 §4.16 / catalogue OAUTH-UI01: the legacy header too, for browsers without CSP level 2.
+        .header("x-frame-options", "DENY")
         .header("x-content-type-options", "nosniff")
 }
 
@@ -178,6 +180,8 @@ fn silent_login_page(logged_in: bool) -> LocalResponse {
         "content-security-policy",
         format!("default-src 'none'; base-uri 'none'; script-src 'sha256-{padded}'; frame-ancestors 'self'"),
     )
+    // Framed by the application itself only (OAUTH-UI01), for browsers without CSP level 2 too.
+    .header("x-frame-options", "SAMEORIGIN")
     .header("x-content-type-options", "nosniff")
 }
 

@@ -21,6 +21,10 @@ pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-t
 /// Algorithms accepted for client assertions (asymmetric only: RFC 8725 §3.1).
 pub const ASSERTION_ALGS: [&str; 5] = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 
+/// `typ` values a client assertion may carry (none at all is fine too): plain `JWT`, and the explicit type of
+/// draft-ietf-oauth-rfc7523bis.
+const ASSERTION_TYPS: [&str; 3] = ["JWT", "client-authentication+jwt", "application/client-authentication+jwt"];
+
 /// Longest accepted assertion lifetime: bounds how long a `jti` must be remembered.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
 const CLOCK_SKEW: i64 = 30;
@@ -95,7 +99,10 @@ pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Present
         // RFC 7523 §3 (2): the subject is the client_id; read it from the assertion when not in the body.
         let client_id = match form_id {
             Some(id) => id.to_owned(),
-            None => unverified_subject(assertion).ok_or_else(|| invalid_client("malformed client assertion", false))?,
+            // One description for every assertion failure (catalogue §G: nothing that tells the checks apart).
+            None => {
+                unverified_subject(assertion).ok_or_else(|| invalid_client("client authentication failed", false))?
+            }
         };
         return Ok(Presented::Assertion { client_id, assertion: assertion.to_owned() });
     }
@@ -182,7 +189,16 @@ pub fn verify_assertion(
     if assertion.len() > 16 * 1024 {
         return Err(fail("assertion too large"));
     }
+    // Compact JWS, no duplicate members, no `crit`, NumericDates in seconds (RFC 8725).
+    if gatehouse_proto::jose::check_compact(assertion).is_err() {
+        return Err(fail("malformed assertion"));
+    }
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| fail("malformed header"))?;
+    // RFC 8725 §3.11 / catalogue OAUTH-CA06, JWT-25: a JWT typed as another kind (a DPoP proof, an access or
+    // logout token, a request object) is not a client assertion, whatever its claims.
+    if !header.typ.as_deref().is_none_or(|typ| ASSERTION_TYPS.iter().any(|t| typ.eq_ignore_ascii_case(t))) {
+        return Err(fail("typ names another kind of JWT"));
+    }
     // RFC 8725 §3.1: asymmetric algorithms from our allow-list only; never `none` or HMAC.
     let alg_name = format!("{:?}", header.alg);
     if !ASSERTION_ALGS.contains(&alg_name.as_str()) {

@@ -208,6 +208,8 @@ pub fn verify_id_token_hint(keys: &KeySet, issuer: &str, token: &str) -> Result<
     if token.len() > MAX_HINT_BYTES {
         return Err(HintRejection::Malformed);
     }
+    // Compact JWS, no duplicate members, no `crit`, NumericDates in seconds (RFC 8725).
+    gatehouse_proto::jose::check_compact(token).map_err(|_| HintRejection::Malformed)?;
     // An `alg` we do not know (`none` included: catalogue CS-OP-L03) fails here.
     let header = jsonwebtoken::decode_header(token).map_err(|_| HintRejection::Malformed)?;
     // RFC 8725 §3.11: our ID tokens are typed `JWT`; an access token or a logout token is not a hint.
@@ -508,14 +510,14 @@ mod tests {
     #[test]
     fn hint_of_ours_is_accepted_even_expired() {
         let keys = keys();
-        let token = id_token(&keys, "JWT", ISSUER, Audience::One("web".into()), 10); // long expired
+        let token = id_token(&keys, "JWT", ISSUER, Audience::One("web".into()), 1000); // long expired
         assert_eq!(
             verify_id_token_hint(&keys, ISSUER, &token),
             Ok(IdTokenHint { client_id: "web".into(), sub: "sub-a".into(), sid: Some("s1".into()) })
         );
         let many = Audience::Many(vec!["web".into(), "api".into()]);
         assert_eq!(
-            verify_id_token_hint(&keys, ISSUER, &id_token(&keys, "JWT", ISSUER, many, 10)),
+            verify_id_token_hint(&keys, ISSUER, &id_token(&keys, "JWT", ISSUER, many, 1000)),
             Err(HintRejection::NoClient)
         );
     }
@@ -525,15 +527,15 @@ mod tests {
     fn hints_that_are_not_our_id_tokens_are_refused() {
         let (ours, foreign) = (keys(), keys());
         let one = || Audience::One("web".into());
-        let good = id_token(&ours, "JWT", ISSUER, one(), 10);
-        let by_foreign_key = id_token(&foreign, "JWT", ISSUER, one(), 10);
-        let access_token = id_token(&ours, "at+jwt", ISSUER, one(), 10);
-        let other_issuer = id_token(&ours, "JWT", "https://evil.example", one(), 10);
+        let good = id_token(&ours, "JWT", ISSUER, one(), 1000);
+        let by_foreign_key = id_token(&foreign, "JWT", ISSUER, one(), 1000);
+        let access_token = id_token(&ours, "at+jwt", ISSUER, one(), 1000);
+        let other_issuer = id_token(&ours, "JWT", "https://evil.example", one(), 1000);
         let parts: Vec<&str> = good.split('.').collect();
         let none_header = gatehouse_proto::b64::encode(br#"{"alg":"none","typ":"JWT"}"#);
         let alg_none = format!("{none_header}.{}.", parts[1]);
         let tampered_payload = gatehouse_proto::b64::encode(
-            br#"{"iss":"https://id.example.com","sub":"sub-b","aud":"web","exp":10,"iat":1,"sid":"s1"}"#,
+            br#"{"iss":"https://id.example.com","sub":"sub-b","aud":"web","exp":1000,"iat":700,"sid":"s1"}"#,
         );
         let tampered = format!("{}.{tampered_payload}.{}", parts[0], parts[2]);
         for (token, expected) in [

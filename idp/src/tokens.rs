@@ -52,6 +52,7 @@ pub enum AccessTokenRejection {
     BadSignatureOrClaims,
     WrongIssuer,
     Expired,
+    NotYetValid,
 }
 
 /// Verifies one of our own access tokens (RFC 9068 §4): `typ`, `alg` from our allow-list and matching the
@@ -65,6 +66,8 @@ pub fn verify_access_token(
     if token.len() > 8 * 1024 {
         return Err(AccessTokenRejection::Malformed);
     }
+    // Compact JWS, no duplicate members, no `crit`, NumericDates in seconds (RFC 8725).
+    gatehouse_proto::jose::check_compact(token).map_err(|_| AccessTokenRejection::Malformed)?;
     let header = jsonwebtoken::decode_header(token).map_err(|_| AccessTokenRejection::Malformed)?;
     // RFC 9068 §4 (2): typ must be at+jwt.
     if !typ_matches(header.typ.as_deref(), ACCESS_TOKEN_TYP) {
@@ -88,6 +91,11 @@ pub fn verify_access_token(
     }
     if claims.exp <= now {
         return Err(AccessTokenRejection::Expired);
+    }
+    // RFC 7519 §4.1.5, §4.1.6: not before `nbf`, and never issued in the future (catalogue JWT-20; a minute of
+    // skew between the nodes of one deployment).
+    if claims.nbf.is_some_and(|nbf| nbf > now + 60) || claims.iat > now + 60 {
+        return Err(AccessTokenRejection::NotYetValid);
     }
     Ok(claims)
 }

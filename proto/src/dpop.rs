@@ -121,6 +121,8 @@ struct ProofClaims {
     iat: Option<serde_json::Value>,
     ath: Option<String>,
     nonce: Option<String>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
 }
 
 /// Verifies the DPoP header values of a request (all of them: there must be exactly one).
@@ -139,15 +141,15 @@ pub fn verify<'a>(
 
 /// Verifies one proof (RFC 9449 §4.3, steps in the RFC's order).
 pub fn verify_proof(proof: &str, request: &Request<'_>) -> Result<VerifiedProof, DpopError> {
-    // §4.3 (2): a single well-formed JWT (compact JWS, three parts).
-    if proof.len() > MAX_PROOF_LEN || proof.split('.').count() != 3 || proof.split('.').any(str::is_empty) {
+    // §4.3 (2): a single well-formed JWT: a compact JWS, no duplicate members, no `crit` (`crate::jose`).
+    if proof.len() > MAX_PROOF_LEN || crate::jose::check_compact(proof).is_err() {
         return Err(DpopError::Malformed);
     }
     let header_part = proof.split('.').next().ok_or(DpopError::Malformed)?;
     let header: ProofHeader =
         b64::decode(header_part).and_then(|bytes| serde_json::from_slice(&bytes).ok()).ok_or(DpopError::Malformed)?;
-    // §4.3 (4): typ is dpop+jwt (exact media type, compared case-insensitively).
-    if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(DPOP_TYP)) {
+    // §4.3 (4): typ has the value dpop+jwt, exactly (catalogue DPOP-S05: no other spelling, no `application/`).
+    if header.typ.as_deref() != Some(DPOP_TYP) {
         return Err(DpopError::Type);
     }
     // §4.3 (5): an asymmetric algorithm we support; never `none` or MAC.
@@ -197,6 +199,13 @@ pub fn verify_proof(proof: &str, request: &Request<'_>) -> Result<VerifiedProof,
     if iat > request.now + request.window.future_skew || iat < request.now - request.window.max_age {
         return Err(DpopError::Time);
     }
+    // RFC 7519 §4.1.4, §4.1.5: optional `exp` and `nbf` keep their JWT meaning, with the same skew as `iat`
+    // (catalogue DPOP-B08).
+    if claims.exp.is_some_and(|exp| exp + request.window.future_skew <= request.now)
+        || claims.nbf.is_some_and(|nbf| nbf > request.now + request.window.future_skew)
+    {
+        return Err(DpopError::Time);
+    }
     // §4.3 (12): with an access token, ath = base64url(SHA-256(token)). At the token endpoint ath is ignored
     // (catalogue DD3: WG consensus).
     if let Some(token) = request.access_token {
@@ -210,8 +219,10 @@ pub fn verify_proof(proof: &str, request: &Request<'_>) -> Result<VerifiedProof,
     Ok(VerifiedProof { jkt, jti, iat, replay_key })
 }
 
-/// `scheme://host[:port]/path` with scheme and host lower-cased, default port dropped, dot segments resolved,
-/// query and fragment removed. `None` for anything that is not an absolute http(s) URL.
+/// `scheme://host[:port]/path` after RFC 3986 §6.2.2 and §6.2.3 normalisation (catalogue DPOP-B04): scheme and
+/// host lower-cased, default port dropped, dot segments resolved, percent-encoded unreserved characters decoded
+/// and other percent-encodings upper-cased; the host's trailing dot (the DNS root) dropped; query and fragment
+/// removed. `None` for anything that is not an absolute http(s) URL.
 pub fn normalise_htu(uri: &str) -> Option<String> {
     let mut url = url::Url::parse(uri).ok()?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -219,7 +230,39 @@ pub fn normalise_htu(uri: &str) -> Option<String> {
     }
     url.set_query(None);
     url.set_fragment(None);
+    if let Some(host) = url.host_str().and_then(|h| h.strip_suffix('.')).filter(|h| !h.is_empty()).map(str::to_owned) {
+        url.set_host(Some(&host)).ok()?;
+    }
+    let path = normalise_percent_encoding(url.path());
+    url.set_path(&path);
     Some(url.to_string())
+}
+
+/// RFC 3986 §6.2.2.1 and §6.2.2.2: `%7e` → `~`, `%2f` → `%2F`.
+fn normalise_percent_encoding(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) =
+                (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            let decoded = (high * 16 + low) as u8;
+            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+                out.push(decoded as char);
+            } else {
+                out.push('%');
+                out.push_str(&format!("{decoded:02X}"));
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// `base64url(SHA-256(access_token))`, the `ath` claim (§4.2).

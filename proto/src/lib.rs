@@ -9,6 +9,7 @@ pub mod b64;
 pub mod claims;
 pub mod dpop;
 pub mod dpop_key;
+pub mod jose;
 pub mod jwk;
 pub mod pkce;
 pub mod secret;

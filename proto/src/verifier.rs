@@ -171,7 +171,19 @@ impl Verifier {
         now: i64,
     ) -> Result<Caller, Rejection> {
         let mut authorizations = headers.get_all(http::header::AUTHORIZATION).iter();
-        let (Some(authorization), None) = (authorizations.next(), authorizations.next()) else {
+        let (first, second) = (authorizations.next(), authorizations.next());
+        // RFC 6750 §3.1 / RFC 9449 §7.2: two Authorization headers (e.g. Bearer and DPoP) are a malformed
+        // request: 400 invalid_request, never "the first one wins".
+        if second.is_some() {
+            let scheme = if self.config.require_dpop { "DPoP" } else { "Bearer" };
+            return Err(Rejection {
+                status: 400,
+                error: "invalid_request",
+                www_authenticate: challenge(scheme, Some("invalid_request")),
+                reason: "more than one Authorization header",
+            });
+        }
+        let Some(authorization) = first else {
             // RFC 6750 §3.1: no credentials → a bare challenge, no error code.
             let scheme = if self.config.require_dpop { "DPoP" } else { "Bearer" };
             return Err(Rejection {
@@ -218,8 +230,9 @@ impl Verifier {
                     www_authenticate: challenge("DPoP", Some(e.error_code())),
                     reason: "invalid DPoP proof",
                 })?;
+                // RFC 9449 §7.1: "Invalid DPoP key binding" is a token problem: invalid_token.
                 if !crate::secret::ct_eq(proof.jkt.as_bytes(), cnf.jkt.as_bytes()) {
-                    return Err(reject("DPoP", "invalid_dpop_proof", "proof key does not match cnf.jkt"));
+                    return Err(reject("DPoP", "invalid_token", "proof key does not match cnf.jkt"));
                 }
                 if !self.replay.first_use(&proof.replay_key).await {
                     return Err(reject("DPoP", "invalid_dpop_proof", "DPoP proof replayed"));
@@ -243,6 +256,8 @@ impl Verifier {
         if token.len() > 16 * 1024 {
             return Err(invalid("token too large"));
         }
+        // Compact JWS, no duplicate members, no `crit`, NumericDates in seconds (RFC 8725, `crate::jose`).
+        crate::jose::check_compact(token).map_err(|_| invalid("malformed token"))?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
         if !typ_matches(header.typ.as_deref(), ACCESS_TOKEN_TYP) {
             return Err(invalid("typ is not at+jwt"));

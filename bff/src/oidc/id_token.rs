@@ -45,6 +45,14 @@ pub fn verify(
     Ok(claims)
 }
 
+/// True when `aud` names `client_id` and nothing else (a string, or an array of that one value).
+pub fn only_audience(aud: &gatehouse_proto::claims::Audience, client_id: &str) -> bool {
+    match aud {
+        gatehouse_proto::claims::Audience::One(one) => one == client_id,
+        gatehouse_proto::claims::Audience::Many(list) => !list.is_empty() && list.iter().all(|a| a == client_id),
+    }
+}
+
 /// The claim checks of §3.1.3.7.
 pub fn check_claims(claims: &IdTokenClaims, expected: &Expected<'_>, now: i64) -> Result<(), OidcError> {
     let invalid = |check: &str| Err(OidcError::InvalidToken(check.to_owned()));
@@ -52,9 +60,10 @@ pub fn check_claims(claims: &IdTokenClaims, expected: &Expected<'_>, now: i64) -
     if claims.iss != expected.issuer {
         return invalid("iss is not the issuer");
     }
-    // §3.1.3.7 (3): aud contains our client_id.
-    if !claims.aud.contains(expected.client_id) {
-        return invalid("aud does not contain the client_id");
+    // §3.1.3.7 (3): aud contains our client_id, and no other audience: this client trusts none (catalogue
+    // JWT-19: an extra, untrusted entry is refused even with a matching azp).
+    if !only_audience(&claims.aud, expected.client_id) {
+        return invalid("aud is not exactly the client_id");
     }
     // §3.1.3.7 (4), (5): azp, when present or when there are several audiences, is our client_id.
     let several = matches!(&claims.aud, gatehouse_proto::claims::Audience::Many(list) if list.len() > 1);

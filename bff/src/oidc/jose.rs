@@ -27,10 +27,9 @@ pub fn header(token: &str, allowed: &[String]) -> Result<CheckedHeader, OidcErro
     if token.len() > MAX_TOKEN_BYTES {
         return Err(OidcError::InvalidToken("token too large".into()));
     }
-    // Compact JWS: exactly three parts (a JWE has five and is not supported).
-    if token.split('.').count() != 3 {
-        return Err(OidcError::InvalidToken("not a compact JWS".into()));
-    }
+    // Compact JWS (a JWE has five parts and is not supported), no duplicate members, no `crit`, NumericDates
+    // in seconds (RFC 8725, `gatehouse_proto::jose`).
+    gatehouse_proto::jose::check_compact(token).map_err(|e| OidcError::InvalidToken(e.to_string()))?;
     // `alg: none` does not parse into jsonwebtoken's Algorithm: it fails here.
     let Header { alg, kid, typ, .. } =
         jsonwebtoken::decode_header(token).map_err(|_| OidcError::InvalidToken("malformed JOSE header".into()))?;

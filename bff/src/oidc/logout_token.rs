@@ -33,6 +33,8 @@ struct ReceivedClaims {
     #[serde(default)]
     exp: Option<i64>,
     #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
     jti: Option<String>,
     #[serde(default)]
     sub: Option<String>,
@@ -78,17 +80,22 @@ pub fn verify(
     if claims.iss != expected.issuer {
         return invalid("iss is not the issuer");
     }
-    if !claims.aud.contains(expected.client_id) {
-        return invalid("aud does not contain the client_id");
+    if !super::id_token::only_audience(&claims.aud, expected.client_id) {
+        return invalid("aud is not exactly the client_id");
     }
-    // §2.6 step 5: iat within an acceptable range; exp, if present, not passed.
+    // §2.6 step 5: iat within an acceptable range; exp (REQUIRED since errata set 1, §2.4) not passed.
     if claims.iat > now + expected.leeway {
         return invalid("iat is in the future");
     }
     if claims.iat < now - LOGOUT_TOKEN_MAX_AGE_SECONDS - expected.leeway {
         return invalid("iat is too old");
     }
-    if claims.exp.is_some_and(|exp| exp + expected.leeway <= now) {
+    // RFC 7519 §4.1.5: a token not yet valid is not valid (catalogue JWT-20).
+    if claims.nbf.is_some_and(|nbf| nbf > now + expected.leeway) {
+        return invalid("nbf not yet reached");
+    }
+    let Some(exp) = claims.exp else { return invalid("exp missing") };
+    if exp + expected.leeway <= now {
         return invalid("exp has passed");
     }
     // §2.6 step 6: at least one of sub and sid.
@@ -109,7 +116,6 @@ pub fn verify(
     }
     // §2.6 step 9 (jti replay) needs the jti: required here (§2.4: REQUIRED).
     let Some(jti) = claims.jti.filter(|j| !j.is_empty()) else { return invalid("jti missing") };
-    let acceptable_until =
-        claims.exp.unwrap_or(i64::MAX).min(claims.iat + LOGOUT_TOKEN_MAX_AGE_SECONDS).saturating_add(expected.leeway);
+    let acceptable_until = exp.min(claims.iat + LOGOUT_TOKEN_MAX_AGE_SECONDS).saturating_add(expected.leeway);
     Ok((LogoutToken { sub, sid, jti }, acceptable_until))
 }

@@ -157,11 +157,13 @@ async fn id_token_whose_aud_lacks_the_client_is_refused() {
 async fn id_token_azp_must_be_the_client() {
     let f = fixture();
     refused(f.id(&f.id_token(&with(id_claims(), &[("azp", json!("other"))])), Some("n-1")).await, "azp");
-    // Several audiences: azp is required.
+    // Catalogue JWT-19: another audience besides the client is not trusted, even with azp naming the client.
     let several = with(id_claims(), &[("aud", json!([CLIENT, "api"]))]);
-    refused(f.id(&f.id_token(&several), Some("n-1")).await, "azp");
+    refused(f.id(&f.id_token(&several), Some("n-1")).await, "aud");
     let with_azp = with(several, &[("azp", json!(CLIENT))]);
-    assert!(f.id(&f.id_token(&with_azp), Some("n-1")).await.is_ok());
+    refused(f.id(&f.id_token(&with_azp), Some("n-1")).await, "aud");
+    let array_of_one = with(id_claims(), &[("aud", json!([CLIENT])), ("azp", json!(CLIENT))]);
+    assert!(f.id(&f.id_token(&array_of_one), Some("n-1")).await.is_ok());
 }
 
 /// §3.1.3.7 (9), with leeway.
@@ -195,12 +197,17 @@ async fn id_token_nonce_missing_or_wrong_is_refused() {
 async fn alg_none_is_refused() {
     let f = fixture();
     let token = unsigned(&json!({"alg": "none", "typ": "JWT", "kid": KID}), &id_claims());
-    refused(f.id(&token, Some("n-1")).await, "header");
+    // No signature: not even a well-formed JWS (`gatehouse_proto::jose`).
+    refused(f.id(&token, Some("n-1")).await, "compact JWS");
+    // With some signature, the header is refused: `none` is no algorithm.
+    let signed = format!("{token}c2ln");
+    refused(f.id(&signed, Some("n-1")).await, "header");
     // Even if misconfigured into the allow-list.
     let mut lax = settings();
     lax.id_token_algs.push("none".into());
     let f = fixture_with(lax);
-    refused(f.id(&token, Some("n-1")).await, "header");
+    refused(f.id(&token, Some("n-1")).await, "compact JWS");
+    refused(f.id(&signed, Some("n-1")).await, "header");
 }
 
 /// RFC 8725 §2.1: key confusion — an HS256 token "signed" with the public key's bytes is refused, even when
@@ -286,13 +293,17 @@ async fn valid_logout_token_returns_sub_sid_and_jti() {
     let f = fixture();
     let logout = f.logout(&f.logout_token(&logout_claims())).await.unwrap();
     assert_eq!(logout, LogoutToken { sub: Some("alice".into()), sid: Some("s-1".into()), jti: "jti-1".into() });
-    // sid alone, aud as an array, no exp: fine.
-    let sid_only = with(
-        logout_claims(),
-        &[("sub", Value::Null), ("exp", Value::Null), ("jti", json!("jti-2")), ("aud", json!([CLIENT]))],
-    );
+    // sid alone, aud as an array of the client: fine.
+    let sid_only = with(logout_claims(), &[("sub", Value::Null), ("jti", json!("jti-2")), ("aud", json!([CLIENT]))]);
     let logout = f.logout(&f.logout_token(&sid_only)).await.unwrap();
     assert_eq!((logout.sub, logout.sid.as_deref()), (None, Some("s-1")));
+    // Back-Channel Logout §2.4 (errata set 1): exp is required; catalogue JWT-19: no other audience.
+    refused(
+        f.logout(&f.logout_token(&with(logout_claims(), &[("exp", Value::Null), ("jti", json!("j3"))]))).await,
+        "exp",
+    );
+    let extra = with(logout_claims(), &[("aud", json!([CLIENT, "other"])), ("jti", json!("j4"))]);
+    refused(f.logout(&f.logout_token(&extra)).await, "aud");
 }
 
 /// §2.6 (2) / RFC 8725 §3.11: explicit typing.

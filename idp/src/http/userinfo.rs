@@ -38,6 +38,12 @@ fn invalid_token(scheme: Scheme, description: &'static str) -> OAuthError {
 }
 
 async fn handle(state: &Inner, method: &str, headers: &HeaderMap) -> Result<Value, OAuthError> {
+    // RFC 6750 §3.1 / RFC 9449 §7.2: one way of presenting one token; two Authorization headers (a Bearer and a
+    // DPoP one, say) are a malformed request, never "the first one wins" (catalogue DPOP-R06).
+    if headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(OAuthError::new(ErrorCode::InvalidRequest, "send one Authorization header")
+            .with_challenge(Challenge::Bearer));
+    }
     let Some(authorization) = headers.get(header::AUTHORIZATION) else {
         // RFC 6750 §3.1 / RFC 9449 §7.1: no credentials → 401 offering both schemes.
         return Err(OAuthError::new(ErrorCode::InvalidToken, "an access token is required")
@@ -78,8 +84,11 @@ async fn handle(state: &Inner, method: &str, headers: &HeaderMap) -> Result<Valu
                 Ok(None) => return Err(dpop_error(state, DpopError::Missing)),
                 Err(error) => return Err(dpop_error(state, error)),
             };
+            // RFC 9449 §7.1: a proof by another key than the token's is a token problem ("Invalid DPoP key
+            // binding"), answered invalid_token (catalogue DPOP-R05).
             if !gatehouse_proto::secret::ct_eq(proof.jkt.as_bytes(), cnf.jkt.as_bytes()) {
-                return Err(dpop_error(state, DpopError::KeyMismatch));
+                tracing::info!(reason = %DpopError::KeyMismatch, "userinfo: DPoP proof refused");
+                return Err(invalid_token(Scheme::Dpop, "invalid DPoP key binding"));
             }
         }
         (None, Scheme::Bearer) => {}

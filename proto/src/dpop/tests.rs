@@ -57,7 +57,13 @@ fn dpop_p02_malformed() {
 #[test]
 fn dpop_p04_typ_must_be_dpop_jwt() {
     let key = DpopKey::generate().unwrap();
-    for typ in [serde_json::json!("JWT"), serde_json::json!("at+jwt"), serde_json::Value::Null] {
+    for typ in [
+        serde_json::json!("JWT"),
+        serde_json::json!("at+jwt"),
+        serde_json::json!("dpop+JWT"),
+        serde_json::json!("application/dpop+jwt"),
+        serde_json::Value::Null,
+    ] {
         let mut header = good_header(&key);
         header["typ"] = typ;
         assert_eq!(verify_proof(&forge(&key, header, good_claims()), &request(None, None)), Err(DpopError::Type));
@@ -113,8 +119,8 @@ fn dpop_p03_required_claims() {
     claims["iat"] = NOW.to_string().into();
     assert_eq!(
         verify_proof(&forge(&key, good_header(&key), claims), &request(None, None)),
-        Err(DpopError::MissingClaim),
-        "string iat"
+        Err(DpopError::Malformed),
+        "string iat: not a NumericDate (crate::jose)"
     );
 }
 
@@ -127,6 +133,10 @@ fn dpop_p08_p09_htm_and_htu() {
     assert_eq!(verify_proof(&proof, &request(None, None)), Err(DpopError::Method));
     for htu in [
         "https://id.test/other",
+        "https://id.test/TOKEN",
+        "https://id.test/token/../par",
+        "https://id.test/token%2F",
+        "https://id.test../token",
         "https://evil.test/token",
         "http://id.test/token",
         "https://id.test:8443/token",
@@ -140,10 +150,17 @@ fn dpop_p08_p09_htm_and_htu() {
             "{htu}"
         );
     }
-    // Query and fragment are ignored; scheme/host case and default port are normalised.
-    for htu in
-        ["https://id.test/token?x=1", "https://id.test/token#f", "HTTPS://ID.TEST/token", "https://id.test:443/token"]
-    {
+    // Query and fragment are ignored; RFC 3986 §6.2.2/§6.2.3 normalisation (catalogue DPOP-B04).
+    for htu in [
+        "https://id.test/token?x=1",
+        "https://id.test/token#f",
+        "HTTPS://ID.TEST/token",
+        "https://id.test:443/token",
+        "https://id.test./token",
+        "https://id.test/%74oken",
+        "https://id.test/%74%6F%6b%65%6e",
+        "https://id.test/x/../token",
+    ] {
         let mut claims = good_claims();
         claims["htu"] = htu.into();
         assert!(verify_proof(&forge(&key, good_header(&key), claims), &request(None, None)).is_ok(), "{htu}");
@@ -214,4 +231,46 @@ async fn dpop_p12_replay_cache_dd4() {
     assert!(cache.first_use("jkt:j1").await);
     assert!(!cache.first_use("jkt:j1").await);
     assert!(cache.first_use("other:j1").await, "scoped per key");
+}
+
+/// Catalogue DPOP-B08: optional `exp` and `nbf` keep their JWT meaning.
+#[test]
+fn dpop_b08_exp_and_nbf() {
+    let key = DpopKey::generate().unwrap();
+    for (claim, value, ok) in
+        [("exp", NOW + 300, true), ("nbf", NOW, true), ("exp", NOW - 120, false), ("nbf", NOW + 120, false)]
+    {
+        let mut claims = good_claims();
+        claims[claim] = value.into();
+        let proof = forge(&key, good_header(&key), claims);
+        assert_eq!(verify_proof(&proof, &request(None, None)).is_ok(), ok, "{claim}={value}");
+    }
+    let mut claims = good_claims();
+    claims["exp"] = (NOW + 300).to_string().into();
+    assert_eq!(verify_proof(&forge(&key, good_header(&key), claims), &request(None, None)), Err(DpopError::Malformed));
+}
+
+/// Catalogue DPOP-S18, DPOP-S19: duplicate members and `crit` (`crate::jose`).
+#[test]
+fn dpop_s18_s19_duplicates_and_crit() {
+    let key = DpopKey::generate().unwrap();
+    let mut header = good_header(&key);
+    header["crit"] = serde_json::json!(["exp-x"]);
+    header["exp-x"] = 1.into();
+    assert_eq!(verify_proof(&forge(&key, header, good_claims()), &request(None, None)), Err(DpopError::Malformed));
+    let header = b64::encode(format!(
+        r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{},"typ":"dpop+jwt"}}"#,
+        serde_json::to_string(key.jwk()).unwrap()
+    ));
+    let claims =
+        b64::encode(format!(r#"{{"jti":"j","htm":"POST","htu":"{URI}","htu":"https://evil.test/x","iat":{NOW}}}"#));
+    let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        key.pkcs8(),
+    )
+    .unwrap();
+    let input = format!("{header}.{claims}");
+    let sig = pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).unwrap();
+    let proof = format!("{input}.{}", b64::encode(sig.as_ref()));
+    assert_eq!(verify_proof(&proof, &request(None, None)), Err(DpopError::Malformed));
 }
