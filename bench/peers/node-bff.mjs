@@ -6,16 +6,19 @@
 // default opens a new connection per request.
 //
 // Env: PORT, ISSUER (the token service it logs in with), CLIENT_ID, CLIENT_SECRET, SESSION_SECRET, UPSTREAM
-// (e.g. http://127.0.0.1:7000), SCOPE (default "openid profile email api"); WORKERS=N runs N processes with
-// node:cluster (default 1). Routes: /login, /callback, /logout (express-openid-connect), /me (200 with the
-// user's sub when logged in), /up/* (login required, proxied).
+// (e.g. http://127.0.0.1:7000), SCOPE (default "openid profile email offline_access api": a refresh token too,
+// like the gateway asks for); WORKERS=N runs N processes with node:cluster (default 1). Routes: /login,
+// /callback, /logout (express-openid-connect), /me (200 with the user's sub when logged in), /up/* (login
+// required, proxied).
 import cluster from 'node:cluster';
 import dns from 'node:dns';
 import http from 'node:http';
 
 import express from 'express';
-import { auth, requiresAuth } from 'express-openid-connect';
+import expressOpenidConnect from 'express-openid-connect'; // CommonJS: no named exports
 import { createProxyMiddleware } from 'http-proxy-middleware';
+
+const { auth, requiresAuth } = expressOpenidConnect;
 
 // The token service's issuer names `localhost`, and everything here listens on 127.0.0.1 only.
 dns.setDefaultResultOrder('ipv4first');
@@ -34,7 +37,7 @@ const upstream = required('UPSTREAM');
 const clientId = required('CLIENT_ID');
 const clientSecret = required('CLIENT_SECRET');
 const sessionSecret = required('SESSION_SECRET');
-const scope = process.env.SCOPE ?? 'openid profile email api';
+const scope = process.env.SCOPE ?? 'openid profile email offline_access api';
 const workers = Number(process.env.WORKERS ?? '1');
 
 if (workers > 1 && cluster.isPrimary) {
