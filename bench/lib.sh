@@ -347,7 +347,7 @@ run_wrk() {
   ((${#under_test[@]})) && measure_begin "${under_test[@]}"
   local line
   line=$(env ${WRK_RUN_ENV:-} wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" "$@" -s "$wrk_script" "$url" |
-    grep '^RESULT')
+    grep '^RESULT') || { echo "error: wrk gave no result for $label at $url" >&2; exit 1; }
   measured="|"
   ((${#under_test[@]})) && measure_end "$(result_field "$line" requests)"
   record_result "$workload" "$label" "$line" "$measured"

@@ -135,8 +135,10 @@ nginx answering 200 with 11 bytes of JSON to any path.
 5. **Memory per session**: a fresh gateway process gets warm-up sessions, then its RSS is read, then the stated
    number of sessions is added by whole logins through the gateway that reuse one token-service session (no
    password check) and each is read back once (`GET /bff/user`), then its RSS is read again: the figure is the RSS
-   delta divided by the sessions — what a session costs the process in all (the memory cache's entries, SQLite's
-   page cache, allocator overhead), not the cache's own accounting (it has none). **Cold start**: from spawn to the
+   delta divided by the sessions — what a session costs the process in all (the memory cache's entries, the
+   login's short-lived state, allocator overhead, and SQLite's page cache: bounded, up to SQLite's default 2 MiB
+   for each of the store's 4 connections, so it weighs more per session at small counts), not the cache's own
+   accounting (it has none). **Cold start**: from spawn to the
    first 200 (`bench/cold-start.mjs` polls every millisecond): the first start on an empty data directory, and
    the median of the later starts on the data it left ({cold_runs} starts in all).
 """
