@@ -22,7 +22,8 @@
 #   3. an authenticated API call through each proxy, 64 connections: Gatehouse vs the Node BFF vs nginx vs pingora;
 #      then the same at 1 connection (the latency each adds, without queueing);
 #   4. the full browser login (bench/login-driver.mjs), logins/s: Gatehouse vs the Node BFF, both against the
-#      Gatehouse token service (argon2id password check included);
+#      Gatehouse token service (argon2id password check included); then the same when the token-service session
+#      already exists (single sign-on: no form, no password hash);
 #   5. memory per server-side session (RSS delta of a fresh gateway process over SESSIONS sessions) and cold
 #      start to the first 200 (bench/cold-start.mjs) of Gatehouse, oidc-provider and the Node BFF.
 # Per system: requests/s, p50, p99 (the load generator's), CPU seconds per 1,000 requests (utime + stime from
@@ -149,17 +150,19 @@ echo "logged in at the gateway (cookie header ${#gatehouse_cookies} bytes) and a
 gatehouse_token="gatehouse token service"
 op_token="oidc-provider ($node_workers process$([ "$node_workers" = 1 ] || echo es))"
 
-# Workload 4: LABEL START_URL COOKIE PIDS...: login-driver's own warm-up, then its measured run.
+# Workload 4: WORKLOAD LABEL START_URL COOKIE PIDS...: login-driver's own warm-up, then its measured run;
+# workload w4s with --sso (the token-service session exists: no form, no password hash).
 run_logins() {
-  local label="$1" start="$2" cookie="$3" line
-  shift 3
+  local workload="$1" label="$2" start="$3" cookie="$4" line
+  shift 4
   local driver=(node bench/login-driver.mjs bench --start "$start" --cookie "$cookie" --username alice
     --password alice-password --concurrency "$login_concurrency")
+  [ "$workload" = w4s ] && driver+=(--sso)
   "${driver[@]}" --duration "$warmup" >/dev/null
   measure_begin "$@"
   line=$("${driver[@]}" --duration "$duration" | grep '^RESULT')
   measure_end "$(result_field "$line" requests)"
-  record_result w4 "$label" "$line" "$measured"
+  record_result "$workload" "$label" "$line" "$measured"
 }
 
 echo "machine: $(nproc) cores, $(uname -r); ${warmup}s warm-up + ${duration}s per run; $rounds round(s)" >&2
@@ -206,10 +209,12 @@ for round in $(seq 1 "$rounds"); do
     -H "Host: localhost:$node_bff_port" -H "Cookie: $node_bff_cookies"
   wrk_threads=2
 
-  run_logins "gatehouse gateway + token service" "http://localhost:$gateway_port/bff/login?returnUrl=/" \
-    __Host-gatehouse "$gateway_pid" "$token_pid"
-  run_logins "Node BFF + Gatehouse token service" "http://localhost:$node_bff_port/login" appSession \
-    "$node_bff_pid" "$token_pid"
+  for workload in w4 w4s; do
+    run_logins "$workload" "gatehouse gateway + token service" \
+      "http://localhost:$gateway_port/bff/login?returnUrl=/" __Host-gatehouse "$gateway_pid" "$token_pid"
+    run_logins "$workload" "Node BFF + Gatehouse token service" "http://localhost:$node_bff_port/login" appSession \
+      "$node_bff_pid" "$token_pid"
+  done
 done
 under_test=()
 
@@ -289,8 +294,12 @@ fact cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 fact memory "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 fact kernel "$(uname -r)"
 fact load_generator "wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }') (2 threads) for workloads 1-3, bench/login-driver.mjs ($login_concurrency logins in flight) for 4"
-fact version_gatehouse "$(./target/release/gatehouse --version 2>/dev/null | awk '{ print $NF }') (git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo ', uncommitted changes')), release build, $proxy_threads gateway threads; $(rustc --version)"
-fact version_node "$(node --version) (NODE_ENV=production, $node_workers process(es) per Node peer)"
+fact version_gatehouse "$(./target/release/gatehouse --version 2>/dev/null | awk '{ print $NF }') (git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src idp bff proto examples Cargo.toml Cargo.lock ||
+  echo ', uncommitted changes to its code')), release build, $proxy_threads gateway threads; $(rustc --version)"
+node_note=""
+[ "$(node -p 'process.versions.node.split(".")[0]')" -ge 22 ] ||
+  node_note="; oidc-provider 9 asks for Node.js 22 LTS or later and warns on this one"
+fact version_node "$(node --version) (NODE_ENV=production, $node_workers process(es) per Node peer$node_note)"
 for package in oidc-provider express express-openid-connect http-proxy-middleware jose; do
   fact "version_npm $package" "$(node -p "require('./bench/peers/node_modules/$package/package.json').version" 2>/dev/null || echo '?')"
 done
@@ -298,11 +307,15 @@ fact version_nginx "$(nginx -v 2>&1 | sed 's/.*: //') (${NGINX_WORKERS:-1} worke
 fact settings "proxy_threads=$proxy_threads node_workers=$node_workers login_concurrency=$login_concurrency"
 note="${BENCH_NOTE:-}"
 if [ "$duration" -lt 10 ] || [ "$rounds" -lt 3 ]; then
-  note="${note:+$note }A short validation run ($rounds round(s) of $duration s): its figures check the harness, they are not results."
+  note="${note:+$note }A short run: $rounds round(s) of $duration s (the default is 3 of 10 s)."
 fi
 fact note "$note"
 fact login_concurrency "$login_concurrency"
 fact cold_runs "$cold_runs"
 
-mkdir -p "$(dirname "${doc:-docs/x}")"
-printf '%s\n' "${results[@]}" | python3 bench/report.py peers --facts "$facts" ${doc:+--doc "$doc"}
+# The raw figures stay in target/bench-peers/ (re-render: python3 bench/report.py peers --facts
+# target/bench-peers/facts --doc FILE < target/bench-peers/results).
+mkdir -p target/bench-peers "$(dirname "${doc:-docs/x}")"
+printf '%s\n' "${results[@]}" >target/bench-peers/results
+cp "$facts" target/bench-peers/facts
+python3 bench/report.py peers --facts "$facts" ${doc:+--doc "$doc"} <target/bench-peers/results

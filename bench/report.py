@@ -101,6 +101,7 @@ WORKLOADS = {
     "w3": "3. Authenticated API call through the gateway to the same tiny upstream, 64 connections (req/s)",
     "w3l": "3b. The same at 1 connection: the latency of one request without a queue (req/s)",
     "w4": "4. Full login round trip: authorize → login form → callback → code exchange → session (logins/s)",
+    "w4s": "4b. The same with the token-service session already there: no login form, no password hash (logins/s)",
 }
 
 
@@ -131,7 +132,9 @@ nginx answering 200 with 11 bytes of JSON to any path.
    PAR) → the login form (CSRF cookie) → `POST /login` with the form's hidden CSRF and request fields, the CSRF
    cookie, username and password → the BFF's callback → the code exchange (PKCE; Gatehouse's gateway with a DPoP
    proof) → the BFF's session cookie. Both BFFs log in at the Gatehouse token service, whose password check is
-   argon2id ({argon2}: OWASP's minimum); its CPU is counted for both rows. Latency = one whole login.
+   argon2id ({argon2}: OWASP's minimum); its CPU is counted for both rows. Latency = one whole login. 4b: the
+   same, every login reusing one token-service session (made before the clock starts), so `/authorize` answers
+   with a code at once: what a login costs besides the password hash (single sign-on, or a second application).
 5. **Memory per session**: a fresh gateway process gets warm-up sessions, then its RSS is read, then the stated
    number of sessions is added by whole logins through the gateway that reuse one token-service session (no
    password check) and each is read back once (`GET /bff/user`), then its RSS is read again: the figure is the RSS
