@@ -101,6 +101,7 @@ for round in $(seq 1 "$rounds"); do
     run_wrk gateway "gatehouse /plain/ (no token)" "http://127.0.0.1:$gateway_port/plain/x" \
       -H "Host: localhost:$gateway_port"
     if [ -n "${PERF_DATA:-}" ] && [ "$round" = 1 ]; then
+      # shellcheck disable=SC2086 # PERF_ARGS holds several options
       perf record ${PERF_ARGS:-} -o "$PERF_DATA" -p "$gatehouse_pid" -- sleep $((warmup + duration + 1)) >/dev/null 2>&1 &
       perf_pid=$!
     fi

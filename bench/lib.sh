@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2154 # variables set here for, and by, the scripts that source this file
 # Shell functions shared by the benchmarks (bench/gateway.sh, bench/token-endpoint.sh, bench/peers.sh): sourced,
 # not run. The sourcing script has already done `cd` to the repository root and `set -euo pipefail`.
 #
@@ -330,11 +331,13 @@ record_result() {
 # $wrk_threads threads, $connections connections and the script $wrk_script (default bench/gateway.lua).
 # Checks first that URL answers 200 to curl with the same -H options (unless wrk_check=false: the token
 # endpoint's POST is checked by its caller). With `under_test` set (PIDs), also CPU per 1,000 requests and
-# peak RSS of those processes and their descendants. WRK_WARMUP_ENV / WRK_RUN_ENV: env assignments for each.
+# peak RSS of those processes and their descendants. wrk_warmup_env / wrk_run_env: NAME=VALUE for wrk's script.
 wrk_script=bench/gateway.lua
 wrk_threads=2
 wrk_check=true
 under_test=()
+wrk_warmup_env=()
+wrk_run_env=()
 run_wrk() {
   local workload="$1" label="$2" url="$3"
   shift 3
@@ -343,10 +346,10 @@ run_wrk() {
     status=$(curl -s -o /dev/null -w '%{http_code}' "$@" "$url")
     [ "$status" = 200 ] || echo "warning: $label answers $status at $url (expected 200)" >&2
   fi
-  env ${WRK_WARMUP_ENV:-} wrk -t"$wrk_threads" -c"$connections" -d"${warmup}s" "$@" -s "$wrk_script" "$url" >/dev/null
+  env "${wrk_warmup_env[@]}" wrk -t"$wrk_threads" -c"$connections" -d"${warmup}s" "$@" -s "$wrk_script" "$url" >/dev/null
   ((${#under_test[@]})) && measure_begin "${under_test[@]}"
   local line
-  line=$(env ${WRK_RUN_ENV:-} wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" "$@" -s "$wrk_script" "$url" |
+  line=$(env "${wrk_run_env[@]}" wrk -t"$wrk_threads" -c"$connections" -d"${duration}s" "$@" -s "$wrk_script" "$url" |
     grep '^RESULT') || { echo "error: wrk gave no result for $label at $url" >&2; exit 1; }
   measured="|"
   ((${#under_test[@]})) && measure_end "$(result_field "$line" requests)"
@@ -385,11 +388,17 @@ run_token_endpoint() {
       "$work/proofs-warmup"
     make_proofs "$(awk -v r="$max_rps" -v s="$duration" 'BEGIN { printf "%d", r * s * 1.5 + 100 }')" POST "$htu" \
       "$work/proofs-run"
-    WRK_WARMUP_ENV="PROOFS=$work/proofs-warmup" WRK_RUN_ENV="PROOFS=$work/proofs-run" run_wrk "$workload" "$label" "$url"
+    wrk_warmup_env=("PROOFS=$work/proofs-warmup")
+    wrk_run_env=("PROOFS=$work/proofs-run")
+    run_wrk "$workload" "$label" "$url"
     rm -f "$work/proofs-warmup" "$work/proofs-run"
   else
-    WRK_WARMUP_ENV="PROOFS=" WRK_RUN_ENV="PROOFS=" run_wrk "$workload" "$label" "$url"
+    wrk_warmup_env=(PROOFS=)
+    wrk_run_env=(PROOFS=)
+    run_wrk "$workload" "$label" "$url"
   fi
+  wrk_warmup_env=()
+  wrk_run_env=()
   wrk_script="$saved_script"
   wrk_check="$saved_check"
 }

@@ -234,22 +234,32 @@ make_sessions() { # make_sessions COUNT
 warm=$((sessions / 20 > 100 ? sessions / 20 : 100))
 make_sessions "$warm" >/dev/null || echo "warning: some warm-up logins failed" >&2
 sleep 1
-rss_before=$(rss_kib $(process_tree "$memory_pid"))
+mapfile -t memory_pids < <(process_tree "$memory_pid")
+rss_before=$(rss_kib "${memory_pids[@]}")
 line=$(make_sessions "$sessions") || echo "warning: some logins failed: the figure is per session made" >&2
 sleep 1
-rss_after=$(rss_kib $(process_tree "$memory_pid"))
+rss_after=$(rss_kib "${memory_pids[@]}")
 echo "  $line" >&2
 made=$(result_field "${line:-RESULT requests=0}" requests)
 case "$made" in '' | *[!0-9]*) made=0 ;; esac
-kill "$memory_pid" && wait "$memory_pid" 2>/dev/null || true
-store_bytes=$(cat "$work"/memory-sessions.db* | wc -c) # after the stop: the WAL checkpointed into the file
+kill "$memory_pid" 2>/dev/null || true
+wait "$memory_pid" 2>/dev/null || true
+# The store on disk, once the gateway has stopped: WAL checkpointed, used pages / sessions in it (warm-up included).
+store_bytes_per_session=$(python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("pragma wal_checkpoint(truncate)")
+pages = db.execute("pragma page_count").fetchone()[0] - db.execute("pragma freelist_count").fetchone()[0]
+size = pages * db.execute("pragma page_size").fetchone()[0]
+print(round(size / max(db.execute("select count(*) from gateway_sessions").fetchone()[0], 1)))' \
+  "$work/memory-sessions.db")
 if [ "$made" -gt 0 ]; then
   fact w5_sessions "$made"
   fact w5_warm "$warm"
   fact w5_rss_before_kib "$rss_before"
   fact w5_rss_after_kib "$rss_after"
   fact w5_bytes_per_session "$(awk -v a="$rss_after" -v b="$rss_before" -v n="$made" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')"
-  fact w5_store_bytes "$store_bytes"
+  fact w5_store_bytes_per_session "$store_bytes_per_session"
 fi
 
 # Cold start to the first 200: the first start on an empty data directory (keys and store created), then the

@@ -254,7 +254,7 @@ def print_peers(rows, facts, items):
     if facts.get("w5_bytes_per_session"):
         print(f"  {facts['w5_sessions']} sessions: RSS {int(facts['w5_rss_before_kib']) / 1024:.1f} → "
               f"{int(facts['w5_rss_after_kib']) / 1024:.1f} MiB = {float(facts['w5_bytes_per_session']):,.0f} B per session "
-              f"(session store file {int(facts['w5_store_bytes']) / facts_count(facts):,.0f} B per session on disk)")
+              f"(the store's file: {int(facts['w5_store_bytes_per_session']):,} B per session on disk)")
     for name, ms, label in cold_starts(facts):
         print(f"  cold start {label or name}: {float(ms):.0f} ms")
     print("\nTargets (ratios from this run):")
@@ -321,8 +321,9 @@ def markdown(rows, facts, items):
           f"warm-up sessions): its RSS went from {int(facts['w5_rss_before_kib']) / 1024:.1f} MiB to "
           f"{int(facts['w5_rss_after_kib']) / 1024:.1f} MiB: **{float(facts['w5_bytes_per_session']):,.0f} B per "
           f"session** (RSS delta / sessions: the in-memory cache entries and everything else a session costs the "
-          f"process, allocator overhead and SQLite's page cache included). The embedded store's file: "
-          f"{int(facts['w5_store_bytes']) / n:,.0f} B per session on disk.")
+          f"process, allocator overhead and SQLite's page cache included). The embedded store's file, for "
+          f"comparison: {int(facts['w5_store_bytes_per_session']):,} B per session on disk (its used pages after "
+          f"a checkpoint, over the sessions in it).")
     else:
         w("- memory per session: not measured")
     for name, ms, label in cold_starts(facts):
