@@ -1,6 +1,7 @@
--- wrk script: client_credentials at the token endpoint, optionally with a unique DPoP proof per request.
--- Env: BASIC_AUTH (the Authorization header value); PROOFS=<file> (one proof per line) enables DPoP;
--- THREADS = wrk's -t, so each thread takes its own slice of the proofs (a proof is single use).
+-- wrk script (bench/lib.sh run_token_endpoint): client_credentials at the token endpoint, optionally with a
+-- unique DPoP proof per request. Env: BASIC_AUTH (the Authorization header value); PROOFS=<file> (one proof per
+-- line) enables DPoP; THREADS = wrk's -t, so each thread takes its own slice of the proofs (a proof is single
+-- use: when a thread runs out it starts over, and the server refuses the replays as non-2xx).
 local threads_started = 0
 local proofs = {}
 local next_proof = 1
@@ -35,8 +36,11 @@ function request()
   return wrk.format()
 end
 
+-- The same summary line as bench/gateway.lua.
 function done(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d non2xx=%d\n",
+  local errors = summary.errors
+  io.write(string.format(
+    "RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d non2xx=%d socket_errors=%d\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.requests, summary.errors.status))
+    summary.requests, errors.status, errors.connect + errors.read + errors.write + errors.timeout))
 end
