@@ -71,7 +71,13 @@ fn authorize_query(dir: &Path) -> std::io::Result<()> {
              &login_hint=alice&dpop_jkt={jkt}&response_mode=query"
         ),
     )?;
-    write(dir, "minimal", format!("client_id=bff&response_type=code&scope=openid&code_challenge={challenge}&code_challenge_method=S256&redirect_uri={callback}"))?;
+    write(
+        dir,
+        "minimal",
+        format!(
+            "client_id=bff&response_type=code&scope=openid&code_challenge={challenge}&code_challenge_method=S256&redirect_uri={callback}"
+        ),
+    )?;
     write(dir, "repeated", "client_id=spa&client_id=bff&resource=a&resource=b")
 }
 

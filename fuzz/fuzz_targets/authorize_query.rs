@@ -21,9 +21,11 @@ fuzz_target!(|data: &[u8]| {
             let client = registered.expect("a request validates only for a registered client");
             assert!(client.redirect_uris.contains(&request.redirect_uri), "RFC 9700 §2.1: exact redirect URI");
             assert_eq!(request.code_challenge.len(), 43, "RFC 7636: an S256 challenge");
-            let location = authorize::response_url(&request.redirect_uri, &[("code", "c")], request.state.as_deref(), ISSUER);
+            let location =
+                authorize::response_url(&request.redirect_uri, &[("code", "c")], request.state.as_deref(), ISSUER);
             let url = url::Url::parse(&location).expect("the code redirect is a URL");
-            let state: Vec<String> = url.query_pairs().filter(|(n, _)| n == "state").map(|(_, v)| v.into_owned()).collect();
+            let state: Vec<String> =
+                url.query_pairs().filter(|(n, _)| n == "state").map(|(_, v)| v.into_owned()).collect();
             assert_eq!(state, request.state.iter().cloned().collect::<Vec<_>>(), "state comes back unchanged");
             assert!(url.query_pairs().any(|(n, v)| n == "iss" && v == ISSUER), "RFC 9207: iss");
         }

@@ -13,7 +13,9 @@
 
 use gatehouse_bff::oidc::logout_token::{self, Expected, LogoutToken};
 use gatehouse_bff::oidc::{OidcError, jose};
-use gatehouse_fuzz::{CLIENT_ID, ISSUER, NOW, TOKEN_ALGS, logout_claims, logout_header, sign_compact, token_service_keys};
+use gatehouse_fuzz::{
+    CLIENT_ID, ISSUER, NOW, TOKEN_ALGS, logout_claims, logout_header, sign_compact, token_service_keys,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -225,7 +225,8 @@ mod tests {
             nonces: None,
         };
         assert!(gatehouse_proto::dpop::verify_proof(&proof, &request).is_ok());
-        let forged = sign_compact(dpop_header().to_string().as_bytes(), dpop_claims(false, false).to_string().as_bytes());
+        let forged =
+            sign_compact(dpop_header().to_string().as_bytes(), dpop_claims(false, false).to_string().as_bytes());
         assert!(gatehouse_proto::dpop::verify_proof(&forged, &request).is_ok());
         assert_eq!(clients().len(), 4);
         assert_eq!(split_at_byte(b"a\nb\nc", b'\n'), (&b"a"[..], Some(&b"b\nc"[..])));
