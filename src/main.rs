@@ -3,9 +3,12 @@
 mod admin_listener;
 mod cli;
 mod commands;
-mod config;
 mod serve;
 mod telemetry;
+
+// The configuration loader lives in the package's library (`src/lib.rs`) so the fuzz targets can reach it;
+// `crate::config` paths in the modules above resolve through this import.
+use gatehouse::config;
 
 use std::process::ExitCode;
 

@@ -460,6 +460,8 @@ fn decode_session(bytes: &[u8]) -> Option<Session> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
     use crate::seal::KeyRing;
     use crate::settings::{CookieKey, SameSite};
 
@@ -508,6 +510,43 @@ mod tests {
         s.tokens.refresh_token = None;
         s.tokens.scope = None;
         assert!(same(&decode_session(&encode_session(&s)).unwrap(), &s));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The sealed session codec: any session (any text in every field, any times, any key bytes, any
+        /// resource tokens) encodes and decodes to itself.
+        #[test]
+        fn session_codec_encode_decode(
+            texts in prop::array::uniform5(any::<String>()),
+            optional in prop::array::uniform3(prop::option::of(any::<String>())),
+            times in prop::array::uniform3(any::<i64>()),
+            claims in prop::collection::btree_map(any::<String>(), any::<String>(), 0..4),
+            resources in prop::collection::vec((any::<String>(), any::<String>(), any::<i64>()), 0..3),
+            dpop_key in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let [id, sub, sid, id_token, access_token] = texts;
+            let [idp_sid, refresh_token, scope] = optional;
+            let resources = resources
+                .into_iter()
+                .map(|(resource, access_token, expires_at)| ResourceToken { resource, access_token, expires_at })
+                .collect();
+            let session = Session {
+                id,
+                sub,
+                sid,
+                idp_sid,
+                claims: claims.into_iter().map(|(name, value)| (name, value.into())).collect(),
+                id_token,
+                tokens: Tokens { access_token, access_token_expires_at: times[0], refresh_token, scope, resources },
+                dpop_key,
+                created_at: times[1],
+                last_seen: times[2],
+            };
+            let decoded = decode_session(&encode_session(&session));
+            prop_assert!(decoded.as_ref().is_some_and(|decoded| same(decoded, &session)));
+        }
     }
 
     #[test]
