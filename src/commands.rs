@@ -470,7 +470,8 @@ async fn sessions(config: &Config, command: SessionsCommand) -> ExitCode {
                 Err(code) => return code,
             };
             let issuer = config.idp.issuer_text();
-            let backchannel = match admin::backchannel(&store, &issuer, &master_key).await {
+            let reload = config.idp.signing.key_reload_interval;
+            let backchannel = match admin::backchannel(&store, &issuer, &master_key, now(), reload).await {
                 Ok(backchannel) => backchannel,
                 Err(e) => return runtime_error(e),
             };

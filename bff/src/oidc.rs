@@ -75,6 +75,9 @@ struct Inner {
     metadata_fetch: tokio::sync::Mutex<()>,
     jwks: RwLock<Option<Fetched<JwkSet>>>,
     jwks_fetch: tokio::sync::Mutex<()>,
+    /// When the last JWKS fetch that did not find the `kid` it was made for ended: the floor for the next one
+    /// (`jwk::may_fetch_for_unknown_kid`).
+    jwks_fruitless: Mutex<Option<Instant>>,
     /// The latest `DPoP-Nonce` the token service sent (RFC 9449 §8).
     dpop_nonce: Mutex<Option<String>>,
     /// Logout-token `jti`s seen, each kept as long as its token stays acceptable (Back-Channel Logout §2.6 (9)).
@@ -122,6 +125,7 @@ impl OidcClient {
                 metadata_fetch: tokio::sync::Mutex::new(()),
                 jwks: RwLock::new(None),
                 jwks_fetch: tokio::sync::Mutex::new(()),
+                jwks_fruitless: Mutex::new(None),
                 dpop_nonce: Mutex::new(None),
                 seen_logout_jtis,
             }),
@@ -136,6 +140,7 @@ impl OidcClient {
         let now = Instant::now();
         *write(&client.inner.metadata) = Some(Fetched { value: Arc::new(metadata), at: now });
         *write(&client.inner.jwks) = Some(Fetched { value: Arc::new(jwks), at: now });
+        *lock(&client.inner.jwks_fruitless) = Some(now);
         client
     }
 
@@ -471,7 +476,8 @@ impl OidcClient {
     }
 
     /// The token service's signing key `kid`. The JWKS is refetched when older than `metadata_ttl`, or when
-    /// `kid` is unknown (a key rotation) but at most once per `jwks_min_refresh`.
+    /// `kid` is unknown (a key rotation, OpenID Connect Core §10.1.1) unless a fetch that did not find its `kid`
+    /// ended less than `jwks_min_refresh` ago.
     async fn signing_key(&self, kid: &str) -> Result<Jwk, OidcError> {
         let settings = &self.inner.settings;
         let lookup = |max_age: Duration| -> Option<Jwk> {
@@ -488,12 +494,19 @@ impl OidcClient {
         if let Some(jwk) = lookup(settings.metadata_ttl) {
             return Ok(jwk);
         }
-        // The floor: a set fetched moments ago is not fetched again for an unknown kid.
-        let recently = read(&self.inner.jwks).as_ref().is_some_and(|f| f.at.elapsed() < settings.jwks_min_refresh);
-        if recently {
-            return lookup(Duration::MAX).ok_or_else(|| OidcError::InvalidToken("unknown kid".into()));
+        // The floor: after a fetch that found nothing, an unknown kid is not fetched again for a while.
+        let last_fruitless = *lock(&self.inner.jwks_fruitless);
+        let known = lookup(Duration::MAX);
+        if known.is_none()
+            && !gatehouse_proto::jwk::may_fetch_for_unknown_kid(
+                last_fruitless,
+                Instant::now(),
+                settings.jwks_min_refresh,
+            )
+        {
+            return Err(OidcError::InvalidToken("unknown kid".into()));
         }
-        match self.fetch_jwks().await {
+        let outcome = match self.fetch_jwks().await {
             Ok(set) => {
                 let found = set.find(kid).cloned();
                 *write(&self.inner.jwks) = Some(Fetched { value: Arc::new(set), at: Instant::now() });
@@ -502,9 +515,13 @@ impl OidcClient {
             Err(error) => {
                 tracing::warn!(%error, "JWKS fetch failed");
                 // An expired set that has the key still verifies: a rotation would have been announced.
-                lookup(Duration::MAX).ok_or(error)
+                known.ok_or(error)
             }
+        };
+        if outcome.is_err() {
+            *lock(&self.inner.jwks_fruitless) = Some(Instant::now());
         }
+        outcome
     }
 
     async fn fetch_jwks(&self) -> Result<JwkSet, OidcError> {

@@ -52,9 +52,11 @@ pub struct OidcSettings {
     pub id_token_algs: Vec<String>,
     /// Timeout of one call to the token service.
     pub timeout: Duration,
-    /// How long fetched metadata and JWKS are used before they are fetched again (unknown `kid`s refetch the
-    /// JWKS sooner, at most once per `jwks_min_refresh`).
+    /// How long fetched metadata and JWKS are used before they are fetched again (an unknown `kid` refetches the
+    /// JWKS at once: a key rotation).
     pub metadata_ttl: Duration,
+    /// After a JWKS fetch that did not find the `kid` it was made for, no fetch for another unknown `kid` for this
+    /// long (bounds what made-up `kid`s cost).
     pub jwks_min_refresh: Duration,
     /// Clock skew tolerated on `exp`/`iat`/`nbf` of ID and logout tokens, seconds.
     pub leeway_seconds: i64,

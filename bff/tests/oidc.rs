@@ -310,6 +310,40 @@ async fn logout_token_signed_by_the_token_service_is_accepted_once() {
     assert!(matches!(oidc.validate_logout_token(&token, now()).await, Err(OidcError::InvalidToken(_))));
 }
 
+/// OpenID Connect Core §10.1.1: a token signed by a freshly rotated key is verified at once, however recent the
+/// last JWKS fetch (before, any fetch within `jwks_min_refresh` refused it: found by scripts/soak.sh); only a
+/// fetch that found nothing (a made-up `kid`) holds the next one back.
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_at_once_and_made_up_kids_are_held_back() {
+    let ts = token_service().await;
+    let state = ts.idp.state();
+    let oidc = OidcClient::new(OidcSettings {
+        jwks_min_refresh: Duration::from_secs(3600),
+        ..settings(&ts.issuer, "bff", true)
+    });
+    let logout_token = |jti: &str| {
+        let claims = backchannel::logout_token_claims(&ts.issuer, "bff", "sub-a", "sid-1", jti.into(), now());
+        tokens::sign(&state.keys.current(), SigningAlg::RS256, LOGOUT_TOKEN_TYP, &claims).unwrap()
+    };
+    let rotate = async || {
+        admin::rotate_keys(&state.store, &state.settings.master_key, now()).await.unwrap();
+        state.keys.reload(&state.store, &state.settings.master_key).await.unwrap();
+    };
+    oidc.validate_logout_token(&logout_token("jti-1"), now()).await.unwrap();
+    rotate().await;
+    oidc.validate_logout_token(&logout_token("jti-2"), now()).await.expect("the new key, moments after a fetch");
+
+    // A made-up kid costs one fetch; until the floor passes, even a real new key is not fetched for.
+    let mut forged: Vec<String> = logout_token("jti-3").split('.').map(str::to_owned).collect();
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&gatehouse_proto::b64::decode(&forged[0]).unwrap()).unwrap();
+    header["kid"] = "made-up".into();
+    forged[0] = gatehouse_proto::b64::encode(serde_json::to_vec(&header).unwrap());
+    assert!(matches!(oidc.validate_logout_token(&forged.join("."), now()).await, Err(OidcError::InvalidToken(_))));
+    rotate().await;
+    assert!(matches!(oidc.validate_logout_token(&logout_token("jti-4"), now()).await, Err(OidcError::InvalidToken(_))));
+}
+
 /// A token service that cannot be reached is `Unavailable` (sessions are kept), never `Refused`.
 #[tokio::test]
 async fn unreachable_token_service_is_unavailable() {

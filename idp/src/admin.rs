@@ -296,10 +296,28 @@ pub async fn revoke_sessions(
 }
 
 /// What `revoke_sessions` needs outside a running server (the CLI): the published issuer (`iss`, exactly as in
-/// discovery), the stored signing keys (unsealed with the master key) and an HTTP sender.
-pub async fn backchannel(store: &Store, issuer: &str, master_key: &MasterKey) -> Result<Backchannel, AdminError> {
+/// discovery), signing keys (unsealed with the master key) and an HTTP sender.
+///
+/// The logout tokens are signed with the keys in force `key_reload_interval` seconds before `now`
+/// (`keys::as_of`): a key that `gatehouse keys rotate` activated moments ago is not yet published by the running
+/// servers (they reload keys every `key_reload_interval`), so a relying party fetching their JWK Set could not
+/// verify a logout token signed with it and the logout would be lost. Without keys that old (a fresh store), the
+/// current keys sign.
+pub async fn backchannel(
+    store: &Store,
+    issuer: &str,
+    master_key: &MasterKey,
+    now: Epoch,
+    key_reload_interval: i64,
+) -> Result<Backchannel, AdminError> {
     let records = store.keys.list_keys().await?;
-    let keys = KeySet::from_records(&records, master_key).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let unsealed = |records: &[SigningKeyRecord]| {
+        KeySet::from_records(records, master_key).map_err(|e| AdminError::Invalid(e.to_string()))
+    };
+    let current = unsealed(&records)?;
+    let published = unsealed(&keys::as_of(&records, now.saturating_sub(key_reload_interval.max(0))))?;
+    let keys =
+        if current.signing_algorithms().all(|alg| published.signer(alg).is_some()) { published } else { current };
     Ok(Backchannel { issuer: issuer.to_owned(), keys: Arc::new(keys), notifier: Arc::new(HttpNotifier::new()) })
 }
 

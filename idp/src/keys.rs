@@ -108,6 +108,33 @@ impl KeySet {
     }
 }
 
+impl KeySet {
+    /// The algorithms this set signs with.
+    pub fn signing_algorithms(&self) -> impl Iterator<Item = SigningAlg> + '_ {
+        self.signing.keys().copied()
+    }
+}
+
+/// The stored keys as they stood at `at`: a key created later is left out, one activated later was still
+/// pending, one retired later was still active. Every node signed with these keys at `at`; once
+/// `key_reload_interval` has passed since, every node also publishes all of them (a retired key stays published
+/// for `retention_time`), which is not yet so for a key that `rotate_now` activated moments ago.
+pub fn as_of(records: &[SigningKeyRecord], at: Epoch) -> Vec<SigningKeyRecord> {
+    records
+        .iter()
+        .filter(|record| record.created_at <= at)
+        .map(|record| {
+            let state = match record.state {
+                KeyState::Pending => KeyState::Pending,
+                _ if activated_at(record) > at => KeyState::Pending,
+                KeyState::Retired if record.retired_at.is_none_or(|retired| retired <= at) => KeyState::Retired,
+                _ => KeyState::Active,
+            };
+            SigningKeyRecord { state, ..record.clone() }
+        })
+        .collect()
+}
+
 /// The live key set, swapped whole when keys change.
 pub struct Keys {
     current: RwLock<Arc<KeySet>>,
@@ -499,6 +526,26 @@ mod tests {
         let mut record = generate(&master, SigningAlg::ES256, KeyState::Active, 0).unwrap();
         record.kid = "another".into();
         assert!(KeySet::from_records(&[record], &master).is_err());
+    }
+
+    #[test]
+    fn keys_as_of_an_earlier_moment_undo_later_steps() {
+        // k1 signed from 0 until `rotate_now` at 1000 activated k2; p was generated (pending) at 900.
+        let mut k1 = retired("k1", RS, 1000);
+        k1.activated_at = Some(0);
+        k1.created_at = 0;
+        let records = [k1, active("k2", RS, 1000), pending("p", RS, 900)];
+        let state = |set: &[SigningKeyRecord], kid: &str| set.iter().find(|r| r.kid == kid).map(|r| r.state);
+        let before = as_of(&records, 995);
+        assert_eq!(state(&before, "k1"), Some(KeyState::Active), "still signing at 995");
+        assert_eq!(state(&before, "k2"), None, "not created yet");
+        assert_eq!(state(&before, "p"), Some(KeyState::Pending));
+        assert_eq!(current_active(&before, RS).map(|r| r.kid.as_str()), Some("k1"));
+        let after = as_of(&records, 1000);
+        assert_eq!(state(&after, "k1"), Some(KeyState::Retired));
+        assert_eq!(state(&after, "k2"), Some(KeyState::Active));
+        assert_eq!(as_of(&records, 5000), records.to_vec(), "now is as stored");
+        assert!(as_of(&records, -1).is_empty());
     }
 
     // ----- plan -----

@@ -463,6 +463,34 @@ async fn admin_lists_and_revokes_sessions_with_backchannel_logout() {
     assert!(admin::revoke_sessions(&h.store, &backchannel, SessionSelector::User("nobody".into()), now).await.is_err());
 }
 
+/// `gatehouse sessions revoke` right after `gatehouse keys rotate`: the running server publishes the new key only
+/// at its next reload, so the CLI signs logout tokens with the key in force `key_reload_interval` ago, which the
+/// served JWK Set has (found by scripts/soak.sh: the gateway refused such logout tokens, 400, and the logout was
+/// lost); a reload interval later it signs with the new key.
+#[tokio::test]
+async fn admin_logout_tokens_are_signed_with_a_key_the_running_server_publishes() {
+    let (h, _) = harness().await;
+    let master = &h.idp.state().settings.master_key;
+    // The server's keys were made at start; the rotation comes later.
+    h.clock.advance(100);
+    let now = h.clock.now();
+    let cli_kid = |backchannel: Backchannel| backchannel.keys.signer(SigningAlg::RS256).unwrap().kid.clone();
+    let served = async || -> Vec<String> {
+        let jwks = h.get("/jwks", None).await.json();
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    };
+    let before = cli_kid(admin::backchannel(&h.store, ISSUER, master, now, 10).await.unwrap());
+
+    admin::rotate_keys(&h.store, master, now).await.unwrap();
+    let right_after = cli_kid(admin::backchannel(&h.store, ISSUER, master, now, 10).await.unwrap());
+    assert_eq!(right_after, before, "the key the server still signs with");
+    assert!(served().await.contains(&right_after), "and publishes");
+    let later = cli_kid(admin::backchannel(&h.store, ISSUER, master, now + 10, 10).await.unwrap());
+    assert_ne!(later, before, "a reload interval later: the new key");
+    h.idp.state().keys.reload(&h.store, master).await.unwrap();
+    assert!(served().await.contains(&later));
+}
+
 /// Idle timeout and absolute lifetime end sessions, and the background purge (`purge_expired`) deletes them.
 #[tokio::test]
 async fn expired_sessions_are_purged() {

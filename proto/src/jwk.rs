@@ -152,9 +152,37 @@ impl JwkSet {
     }
 }
 
+/// Whether a token naming a `kid` missing from the cached JWK Set may trigger a fetch of the set now. OpenID
+/// Connect Core §10.1.1: an unfamiliar `kid` means the signer rotated, and the verifier re-reads the set. To bound
+/// the fetches that made-up `kid`s (or an unreachable issuer) cause, none within `floor` of the last fetch that did
+/// not find the `kid` it was made for (`last_fruitless`); a fetch that found its key holds nothing back, so each
+/// rotation is picked up with its first token however soon it follows the previous fetch.
+pub fn may_fetch_for_unknown_kid(
+    last_fruitless: Option<std::time::Instant>,
+    now: std::time::Instant,
+    floor: std::time::Duration,
+) -> bool {
+    last_fruitless.is_none_or(|at| now.saturating_duration_since(at) >= floor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_fruitless_fetch_holds_the_next_one_back() {
+        use std::time::{Duration, Instant};
+        let floor = Duration::from_secs(30);
+        let now = Instant::now();
+        // Every fetch so far found its key (start-up, earlier rotations): a new kid is fetched at once.
+        assert!(may_fetch_for_unknown_kid(None, now, floor));
+        // A fetch that found nothing (a made-up kid, an unreachable issuer) holds further fetches back.
+        assert!(!may_fetch_for_unknown_kid(Some(now), now, floor));
+        assert!(!may_fetch_for_unknown_kid(Some(now), now + Duration::from_secs(29), floor));
+        assert!(may_fetch_for_unknown_kid(Some(now), now + floor, floor));
+        // A clock reading before the recorded instant is "no time passed", never a panic.
+        assert!(!may_fetch_for_unknown_kid(Some(now + Duration::from_secs(5)), now, floor));
+    }
 
     #[test]
     fn rfc7638_section_3_1_example() {

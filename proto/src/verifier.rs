@@ -112,18 +112,11 @@ fn reject(scheme: &str, error: &'static str, reason: &'static str) -> Rejection 
     Rejection { status: 401, error, www_authenticate: challenge(scheme, Some(error)), reason }
 }
 
-/// Whether an unknown `kid` may trigger a JWKS fetch now: not within `floor` of the last fetch that did not find
-/// its `kid` (made-up `kid`s and an unreachable issuer cost one fetch per `floor`); always when every fetch so far
-/// found its key, so each signing-key rotation reaches the verifier with its first token.
-fn may_fetch(last_fruitless: Option<Instant>, now: Instant, floor: Duration) -> bool {
-    last_fruitless.is_none_or(|at| now.saturating_duration_since(at) >= floor)
-}
-
 pub struct Verifier {
     config: VerifierConfig,
     http: reqwest::Client,
     keys: RwLock<Arc<JwkSet>>,
-    /// When the last fetch that did not find its `kid` ended (see `may_fetch`).
+    /// When the last fetch that did not find its `kid` ended (`jwk::may_fetch_for_unknown_kid`).
     last_fruitless_fetch: Mutex<Option<Instant>>,
     fetch_lock: tokio::sync::Mutex<()>,
     replay: Arc<dyn ReplayCache>,
@@ -296,7 +289,7 @@ impl Verifier {
     }
 
     /// The JWK with `kid`, fetching the JWKS when it is unknown (OpenID Connect Core §10.1.1: an unfamiliar `kid`
-    /// means the signer rotated), unless `may_fetch` says a fruitless fetch was too recent.
+    /// means the signer rotated), unless a fetch that found nothing was too recent (`may_fetch_for_unknown_kid`).
     async fn key(&self, kid: &str) -> Option<crate::Jwk> {
         if let Some(jwk) = self.keys.read().ok()?.find(kid) {
             return Some(jwk.clone());
@@ -307,7 +300,7 @@ impl Verifier {
             return Some(jwk.clone());
         }
         let last_fruitless = *self.last_fruitless_fetch.lock().ok()?;
-        if !may_fetch(last_fruitless, Instant::now(), self.config.min_refresh_interval) {
+        if !crate::jwk::may_fetch_for_unknown_kid(last_fruitless, Instant::now(), self.config.min_refresh_interval) {
             return None;
         }
         let found = match self.fetch().await {
@@ -383,24 +376,5 @@ pub mod axum_layer {
                 response
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_fruitless_fetch_holds_the_next_one_back() {
-        let floor = Duration::from_secs(30);
-        let now = Instant::now();
-        // Every fetch so far found its key (start-up, earlier rotations): a new kid is fetched at once.
-        assert!(may_fetch(None, now, floor));
-        // A fetch that found nothing (a made-up kid, an unreachable issuer) holds further fetches back for the floor.
-        assert!(!may_fetch(Some(now), now, floor));
-        assert!(!may_fetch(Some(now), now + Duration::from_secs(29), floor));
-        assert!(may_fetch(Some(now), now + floor, floor));
-        // A clock reading before the recorded instant is "no time passed", never a panic.
-        assert!(!may_fetch(Some(now + Duration::from_secs(5)), now, floor));
     }
 }

@@ -128,9 +128,10 @@ impl Injector {
     async fn kill_and_restart(&self) {
         let token_service = &self.token_service;
         let mut child = token_service.child.lock().await;
+        // The outage starts as the signal goes out: a request failing right after it is one of its 503s.
+        self.shared.outages.begin(Instant::now());
         let _ = child.start_kill();
         let _ = child.wait().await;
-        self.shared.outages.begin(Instant::now());
         token_service.pid.store(0, Ordering::Relaxed);
         println!("soak: token service killed (SIGKILL); restarting in {:?}", self.down);
         tokio::time::sleep(self.down).await;

@@ -17,7 +17,7 @@ pub struct Tally {
     pub lost: BTreeMap<String, u64>,
     /// 503 for a request that overlapped a token-service outage (documented behaviour).
     pub unavailable_while_down: u64,
-    /// 503 with the token service up the whole time, by body.
+    /// 503 with the token service up the whole time, by body and distance to the nearest outage.
     pub unavailable_otherwise: BTreeMap<String, u64>,
     /// Any other failure: other statuses (`status error`), 401s from the API itself, transport errors.
     pub errors: BTreeMap<String, u64>,
@@ -69,6 +69,30 @@ impl Outages {
     /// Whether `[start, end]` overlaps an outage (or one still going on).
     pub fn overlaps(&self, start: Instant, end: Instant) -> bool {
         lock(&self.windows).iter().any(|(down, up)| *down <= end && up.is_none_or(|up| start <= up))
+    }
+
+    /// Where `[start, end]` lies relative to the nearest outage, for a 503 outside them: "1.2 s before a kill"
+    /// or "0.3 s after a restart answered".
+    pub fn nearest(&self, start: Instant, end: Instant) -> String {
+        let windows = lock(&self.windows);
+        let mut best: Option<(f64, String)> = None;
+        for (down, up) in windows.iter() {
+            let mut candidates = Vec::new();
+            if end <= *down {
+                let before = down.duration_since(end).as_secs_f64();
+                candidates.push((before, format!("{before:.1} s before a kill")));
+            }
+            if let Some(up) = up.filter(|up| start >= *up) {
+                let after = start.duration_since(up).as_secs_f64();
+                candidates.push((after, format!("{after:.1} s after a restart answered")));
+            }
+            for candidate in candidates {
+                if best.as_ref().is_none_or(|(distance, _)| candidate.0 < *distance) {
+                    best = Some(candidate);
+                }
+            }
+        }
+        best.map_or_else(|| "no outage yet".to_owned(), |(_, text)| text)
     }
 
     pub fn total(&self, now: Instant) -> Duration {
@@ -354,6 +378,8 @@ mod tests {
         assert!(!outages.overlaps(at(5), at(9)));
         assert!(!outages.overlaps(at(16), at(17)));
         assert_eq!(outages.total(at(100)), Duration::from_secs(5));
+        assert_eq!(outages.nearest(at(17), at(18)), "2.0 s after a restart answered");
+        assert_eq!(outages.nearest(at(8), at(9)), "1.0 s before a kill");
     }
 
     #[test]

@@ -153,8 +153,9 @@ fn classify(
         503 if shared.outages.overlaps(start, end) => tally.unavailable_while_down += 1,
         503 => {
             let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
-            let why = body["error_description"].as_str().unwrap_or("(no description)").to_owned();
-            *tally.unavailable_otherwise.entry(why).or_default() += 1;
+            let why = body["error_description"].as_str().unwrap_or("(no description)");
+            let when = shared.outages.nearest(start, end);
+            *tally.unavailable_otherwise.entry(format!("{why} ({when})")).or_default() += 1;
         }
         401 => *tally.errors.entry(format!("401 from the API: {}", browser::status_text(&reply))).or_default() += 1,
         _ => *tally.errors.entry(browser::status_text(&reply)).or_default() += 1,

@@ -337,8 +337,15 @@ impl Harness {
         let typ = typ.to_owned();
         self.idp_runtime
             .spawn(async move {
-                let backchannel =
-                    admin::backchannel(&store, &issuer, &gatehouse_idp::settings::MasterKey([7; 32])).await.unwrap();
+                let backchannel = admin::backchannel(
+                    &store,
+                    &issuer,
+                    &gatehouse_idp::settings::MasterKey([7; 32]),
+                    gatehouse_bff::now(),
+                    0,
+                )
+                .await
+                .unwrap();
                 gatehouse_idp::tokens::sign(&backchannel.keys, SigningAlg::RS256, &typ, &claims).unwrap()
             })
             .await
@@ -371,8 +378,15 @@ impl Harness {
         let username = username.to_owned();
         self.idp_runtime
             .spawn(async move {
-                let backchannel =
-                    admin::backchannel(&store, &issuer, &gatehouse_idp::settings::MasterKey([7; 32])).await.unwrap();
+                let backchannel = admin::backchannel(
+                    &store,
+                    &issuer,
+                    &gatehouse_idp::settings::MasterKey([7; 32]),
+                    gatehouse_bff::now(),
+                    0,
+                )
+                .await
+                .unwrap();
                 let revocation =
                     admin::revoke_sessions(&store, &backchannel, SessionSelector::User(username), gatehouse_bff::now())
                         .await
