@@ -155,7 +155,8 @@ async fn build_world() -> World {
     });
     let alice_sub = store.users.user_by_username("alice").await.unwrap().unwrap().sub;
     // The token service's own keys, to forge tokens it would have signed.
-    let backchannel = gatehouse_idp::admin::backchannel(&store, &issuer, &MasterKey([7; 32])).await.unwrap();
+    let backchannel =
+        gatehouse_idp::admin::backchannel(&store, &issuer, &MasterKey([7; 32]), gatehouse_bff::now(), 0).await.unwrap();
     let jwks: Value = reqwest::get(format!("{issuer}/jwks")).await.unwrap().json().await.unwrap();
     let published = |kid: &str| jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap().clone();
     let rsa = backchannel.keys.signer(SigningAlg::RS256).unwrap().clone();

@@ -709,9 +709,9 @@ async fn oauth_rt09_revocation_logout_and_session_revocation_end_refresh() {
     assert_as400(&refresh(&h, "c1", C1_SECRET, &rt).await, "invalid_grant", "after logout");
     // The operator ends the user's sessions (`gatehouse sessions revoke --user alice`).
     let rt = h.tokens("openid offline_access").await["refresh_token"].as_str().unwrap().to_owned();
-    let backchannel = gatehouse_idp::admin::backchannel(&h.store, ISSUER, &gatehouse_idp::settings::MasterKey([7; 32]))
-        .await
-        .unwrap();
+    use gatehouse_idp::clock::Clock as _;
+    let master = gatehouse_idp::settings::MasterKey([7; 32]);
+    let backchannel = gatehouse_idp::admin::backchannel(&h.store, ISSUER, &master, h.clock.now(), 0).await.unwrap();
     gatehouse_idp::admin::revoke_sessions(
         &h.store,
         &backchannel,
