@@ -2,7 +2,7 @@
 //! code injection, RFC 9207 `iss`, the callback page), over real sockets: a token service (or a mock OP that
 //! records what the gateway sends it), the gateway, and a recording upstream that keeps every header value of
 //! every request it is sent. Each test is named after its row ID(s) in `/work/shared/security/CATALOGUE.md`;
-//! the coverage table is `SECURITY-CDG.md`.
+//! the coverage table is `SECURITY.md`.
 //!
 //! Run: `cargo test -p gatehouse-bff --test catalogue_dpop_client`.
 

@@ -2,7 +2,7 @@
 //! (RFC 7636), mix-up defence (RFC 9207), authorization codes, refresh tokens, client authentication, open
 //! redirectors and the browser-facing pages. Each test is named after its row ID(s) in
 //! `/work/shared/security/CATALOGUE.md`; the gateway-side rows of §D (OAUTH-PK11, AC07, MX02, UI03/UI04 for the
-//! callback) are in `bff/tests/catalogue_dpop_client.rs`. The coverage table is `SECURITY-CDG.md`.
+//! callback) are in `bff/tests/catalogue_dpop_client.rs`. The coverage table is `SECURITY.md`.
 //!
 //! Run: `cargo test -p gatehouse-idp --test catalogue_bcp`.
 

@@ -1,7 +1,7 @@
 //! Security catalogue §C (RFC 9449 DPoP) at the token service: every proof-structure row (§C1) and every
 //! request-binding row (§C2) at all three receivers — the token endpoint, PAR and userinfo — then the token and
 //! PAR rows (§C3), nonces (§C4) and the protected resource (§C5). Each test is named after its row ID(s) in
-//! `/work/shared/security/CATALOGUE.md`; the coverage table is `SECURITY-CDG.md`.
+//! `/work/shared/security/CATALOGUE.md`; the coverage table is `SECURITY.md`.
 //!
 //! A refused proof must give the row's full expectation: `AS-400(invalid_dpop_proof)` (400, JSON,
 //! `Cache-Control: no-store`) at token and PAR, `RS-401(invalid_dpop_proof)` (`WWW-Authenticate: DPoP
